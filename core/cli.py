@@ -1,0 +1,103 @@
+"""The ``r1zero`` command line.
+
+    r1zero demo                                   # build the tiny base model, run GRPO, plot
+    r1zero plugins [--json]
+    r1zero config show CONFIG [key=value ...]
+    r1zero preprocess CONFIG [key=value ...] [--skip-bad-rows] [--force]
+    r1zero train CONFIG [key=value ...] [--resume]
+    r1zero score FILE.jsonl [--scorer base_acc] [--option k=v]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from r1zero.errors import R1ZeroError
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from r1zero.manager import KINDS, get_host
+
+    host = get_host()
+    for kind in KINDS:      # collect all registrations so failures in hooks show up too
+        host.items(kind)
+    rows = [{"name": p.name, "module": p.module, "distribution": p.distribution,
+             "version": p.version, "source": p.source, "registered": p.registered,
+             "disabled": p.disabled, "error": p.error} for p in host.plugins.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        dist = f"{r['distribution']} {r['version']}" if r["distribution"] else "-"
+        print(f"{r['name']}  [{r['source']}; {dist}; {r['module']}]")
+        for kind, names in r["registered"].items():
+            print(f"    {kind}: {', '.join(names)}")
+        if r["disabled"]:
+            print("    disabled")
+        if r["error"]:
+            print(f"    FAILED: {r['error']}")
+    failed = sum(1 for r in rows if r["error"])
+    print(f"{len(rows)} plugins, {failed} failed to load")
+    return 0
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    from r1zero.config_load import dump_yaml, load_config
+
+    print(dump_yaml(load_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def _lazy(module: str, func: str):
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), func)(args)
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="r1zero", description=__doc__.split("\n")[0] if __doc__ else "")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("plugins", help="list plugins, what they registered, and failures")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cmd_plugins)
+
+    sp = sub.add_parser("config", help="config tools")
+    csub = sp.add_subparsers(dest="config_command", required=True)
+    show = csub.add_parser("show", help="print the resolved config")
+    show.add_argument("config")
+    show.add_argument("overrides", nargs="*", help="dotted overrides, e.g. actor.lr=1e-6")
+    show.set_defaults(func=_cmd_config_show)
+
+    sp = sub.add_parser("preprocess", help="handler -> template -> tokenizer -> dataset on disk")
+    sp.add_argument("config")
+    sp.add_argument("overrides", nargs="*")
+    sp.add_argument("--skip-bad-rows", action="store_true")
+    sp.add_argument("--force", action="store_true")
+    sp.set_defaults(func=_lazy("r1zero.commands", "cmd_preprocess"))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except R1ZeroError as exc:
+        print(f"r1zero: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

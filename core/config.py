@@ -1,0 +1,224 @@
+"""Typed recipe configuration: frozen attrs sections, loaded from YAML with dotted overrides.
+
+``load_config("examples/r1_zero_deepseek_671b.yaml", ["actor.lr=2e-6"])`` returns a
+``RecipeConfig``; an unknown key or a wrong type is a ``ConfigError`` naming the file and the
+dotted key and suggesting the closest valid key. A config that loads is a config that runs:
+cross-field constraints are checked in ``__attrs_post_init__`` with both numbers in the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from attrs import field, frozen
+
+from r1zero.errors import ConfigError
+
+_pos = attrs.validators.gt(0)
+_nonneg = attrs.validators.ge(0)
+
+
+def _choice(*names: str):
+    return attrs.validators.in_(names)
+
+
+@frozen
+class ModelConfig:
+    path: str = field(default="", metadata={"help": "HF model dir (or mcore checkpoint for ascend)"})
+    tokenizer: str | None = None
+    name: str = ""
+    dtype: str = field(default="bfloat16", validator=_choice("float32", "bfloat16", "float16"))
+    num_layers: int | None = None
+    arch: dict[str, Any] = field(factory=dict, metadata={"help": "architecture facts (informational)"})
+    trust_remote_code: bool = False
+
+
+@frozen
+class DataConfig:
+    input: str = ""
+    output: str = field(default="", metadata={"help": "preprocessed dataset dir"})
+    handler: str = "deepscaler"
+    handler_plugin: str | None = None
+    map_keys: dict[str, str] = field(factory=lambda: {
+        "prompt": "problem", "query": "", "response": "answer", "system": ""})
+    workers: int = field(default=8, validator=_pos)
+    skip_bad_rows: bool = False
+    shuffle: bool = True
+    seed: int = 1234
+
+
+@frozen
+class TemplateConfig:
+    name: str = "deepseek3_r1"
+    file: str | None = field(default=None, metadata={"help": "MindSpeed-RL templates.json"})
+    plugin: str | None = None
+
+
+@frozen
+class RewardConfig:
+    weight: float = 1.0
+    plugin: str | None = None
+    options: dict[str, Any] = field(factory=dict)
+
+
+@frozen
+class ScoringConfig:
+    workers: int | None = field(default=None, metadata={"help": "None = all cores"})
+    timeout_s: float = field(default=5.0, validator=_pos)
+
+
+@frozen
+class BackendConfig:
+    name: str = "cpu"
+    plugin: str | None = None
+    num_nodes: int = field(default=1, validator=_pos)
+    devices_per_node: int | None = None
+    num_threads: int | None = field(default=None, metadata={"help": "torch threads (cpu)"})
+    env: dict[str, str] = field(factory=dict)
+
+
+@frozen
+class AlgorithmConfig:
+    adv_estimator: str = field(default="group_norm", validator=_choice("group_norm", "group_mean"))
+    adv_eps: float = 1e-6
+    kl_penalty: str = field(default="k3", validator=_choice(
+        "k1", "kl", "abs", "k2", "mse", "k3", "low_var_kl"))
+    kl_coef: float = field(default=0.001, validator=_nonneg)
+    kl_ctrl: str = field(default="fixed", validator=_choice("fixed", "adaptive"))
+    clip_ratio: float = field(default=0.2, validator=_pos)
+    clip_ratio_high: float | None = None
+    dual_clip: float | None = None
+    loss_agg: str = field(default="token-mean", validator=_choice(
+        "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"))
+    entropy_coeff: float = 0.0
+
+
+@frozen
+class RolloutConfig:
+    n_samples_per_prompt: int = field(default=8, validator=_pos)
+    temperature: float = field(default=1.0, validator=_pos)
+    top_p: float = 1.0
+    top_k: int = -1
+    min_p: float = 0.0
+    max_prompt_length: int = field(default=1024, validator=_pos)
+    max_response_length: int = field(default=2048, validator=_pos)
+    engine: str = field(default="auto", metadata={"help": "auto | sampler | hf | vllm"})
+    tensor_parallel: int = field(default=1, validator=_pos)
+    pipeline_parallel: int = field(default=1, validator=_pos)
+    expert_parallel: int = field(default=1, validator=_pos)
+    max_num_seqs: int = 64
+    max_model_len: int | None = None
+    max_num_batched_tokens: int | None = None
+    gpu_memory_utilization: float = 0.75
+    enforce_eager: bool = False
+    offload_train_params: bool = True
+    offload_train_grads: bool = True
+    offload_train_optimizer: bool = False
+
+
+@frozen
+class ActorConfig:
+    lr: float = field(default=1e-6, validator=_pos)
+    lr_scheduler: str = field(default="constant", validator=_choice("constant", "cosine", "linear"))
+    lr_warmup_steps: int = field(default=0, validator=_nonneg)
+    min_lr: float = 0.0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 10000.0
+    global_batch_size: int = field(default=384, validator=_pos, metadata={"help": "prompts per step"})
+    mini_batch_size: int | None = field(default=None, metadata={"help": "prompts per optimizer step; None = global"})
+    micro_batch_size: int = field(default=1, validator=_pos, metadata={"help": "sequences per forward"})
+    ppo_epochs: int = field(default=1, validator=_pos)
+    shuffle_mini_batch: bool = False
+    train_iters: int = field(default=100, validator=_pos)
+    seed: int = 1234
+    tensor_parallel: int = field(default=1, validator=_pos)
+    pipeline_parallel: int = field(default=1, validator=_pos)
+    expert_parallel: int = field(default=1, validator=_pos)
+    moe_tp_extend_ep: bool = False
+    num_layer_list: list[int] | None = None
+    recompute: str = field(default="none", validator=_choice("none", "full", "selective"))
+    distributed_optimizer: bool = False
+    swap_optimizer: bool = False
+    initial_loss_scale: float | None = None
+    use_dynamic_bsz: bool = False
+    max_packing_token_size: int | None = None
+    use_remove_padding: bool = True
+
+    def __attrs_post_init__(self):
+        mbs = self.mini_batch_size or self.global_batch_size
+        if self.global_batch_size % mbs:
+            raise ValueError(f"global_batch_size {self.global_batch_size} must be divisible by "
+                             f"mini_batch_size {mbs}")
+
+
+@frozen
+class ReferenceConfig:
+    enabled: bool = True
+    micro_batch_size: int = field(default=1, validator=_pos)
+
+
+@frozen
+class RayConfig:
+    enabled: bool = False
+    address: str | None = field(default=None, metadata={"help": "None = start local Ray; 'auto' or host:port"})
+    integrated_worker: bool = True
+    num_cpus: int | None = None
+    runtime_env: dict[str, Any] = field(factory=dict)
+
+
+@frozen
+class CheckpointConfig:
+    dir: str = "runs/checkpoints"
+    save_interval: int = field(default=50, validator=_nonneg, metadata={"help": "0 = only at the end"})
+    keep_last: int = field(default=2, validator=_pos)
+    resume: bool = False
+    load: str | None = None
+
+
+@frozen
+class LoggingConfig:
+    dir: str = "runs/logs"
+    tensorboard: bool = True
+    plots: bool = True
+    progress: bool = True
+    log_interval: int = field(default=1, validator=_pos)
+
+
+@frozen
+class PluginsConfig:
+    modules: list[str] = field(factory=list, metadata={"help": "local plugin modules or .py files"})
+    disable: list[str] = field(factory=list)
+    strict: bool = field(default=False, metadata={"help": "a plugin that fails to load is fatal"})
+
+
+@frozen
+class RecipeConfig:
+    name: str = "r1zero"
+    model: ModelConfig = field(factory=ModelConfig)
+    data: DataConfig = field(factory=DataConfig)
+    template: TemplateConfig = field(factory=TemplateConfig)
+    rewards: dict[str, RewardConfig] = field(factory=lambda: {"base_acc": RewardConfig()})
+    scoring: ScoringConfig = field(factory=ScoringConfig)
+    backend: BackendConfig = field(factory=BackendConfig)
+    algorithm: AlgorithmConfig = field(factory=AlgorithmConfig)
+    rollout: RolloutConfig = field(factory=RolloutConfig)
+    actor: ActorConfig = field(factory=ActorConfig)
+    reference: ReferenceConfig = field(factory=ReferenceConfig)
+    ray: RayConfig = field(factory=RayConfig)
+    checkpoint: CheckpointConfig = field(factory=CheckpointConfig)
+    logging: LoggingConfig = field(factory=LoggingConfig)
+    plugins: PluginsConfig = field(factory=PluginsConfig)
+
+    def __attrs_post_init__(self):
+        if not self.rewards:
+            raise ValueError("rewards: at least one reward scorer is required")
+        n, layers = self.actor.num_layer_list, self.model.num_layers
+        if n is not None and layers is not None and sum(n) != layers:
+            raise ValueError(f"actor.num_layer_list sums to {sum(n)} but model.num_layers is {layers}")
+        if n is not None and len(n) != self.actor.pipeline_parallel:
+            raise ValueError(f"actor.num_layer_list has {len(n)} stages but "
+                             f"actor.pipeline_parallel is {self.actor.pipeline_parallel}")
