@@ -1,0 +1,37 @@
+"""Built-in backend ``cpu``: torch on the CPU, generation with r1zero's lean sampler.
+Everything in CI runs here."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from r1zero.backends import Backend
+from r1zero.hookspecs import hookimpl
+
+
+class CPUBackend(Backend):
+    name = "cpu"
+    device = "cpu"
+    collective = "gloo"
+    ray_resource = "CPU"
+    devices_per_node = 1
+
+    def is_available(self) -> tuple[bool, str]:
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            return False, f"torch not importable ({exc})"
+        return True, "torch on CPU"
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        import torch
+
+        threads = cfg.backend.num_threads or os.cpu_count() or 1
+        torch.set_num_threads(threads)
+
+
+@hookimpl
+def register_backends(register):
+    register(CPUBackend())
