@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--skip-bad-rows", action="store_true")
     sp.add_argument("--force", action="store_true")
     sp.set_defaults(func=_lazy("r1zero.commands", "cmd_preprocess"))
+
+    sp = sub.add_parser("train", help="run GRPO (in-process; Ray when ray.enabled)")
+    sp.add_argument("config")
+    sp.add_argument("overrides", nargs="*")
+    sp.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    sp.set_defaults(func=_lazy("r1zero.commands", "cmd_train"))
     return p
 
 

@@ -1,0 +1,132 @@
+"""Training and rollout engines for torch devices (cpu, cuda, npu).
+
+``TorchTrainEngine`` holds the actor, the frozen reference, the optimizer and the lr schedule
+and computes per-token log-probs. ``SamplerRolloutEngine`` generates with r1zero's lean sampler
+from the actor's own weights (colocated, like MindSpeed-RL's integrated worker), so weight
+sync after an optimizer step costs nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Sequence
+
+import torch
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class TorchTrainEngine:
+    def __init__(self, cfg: Any, tokenizer: Any, device: str = "cpu"):
+        from transformers import AutoModelForCausalLM
+
+        self.cfg, self.device = cfg, torch.device(device)
+        dtype = _DTYPES[cfg.model.dtype]
+        self.model = AutoModelForCausalLM.from_pretrained(
+            cfg.model.path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code).to(self.device)
+        self.model.config.use_cache = False
+        self.model.train()
+        self.ref = None
+        if cfg.reference.enabled and cfg.algorithm.kl_coef > 0:
+            self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+        a = cfg.actor
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=a.lr, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_eps,
+            weight_decay=a.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(a))
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def logprobs(self, model: torch.nn.Module, batch: "SeqBatch", temperature: float,
+                 with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, R) log-probs of the response tokens (and their entropies when asked)."""
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                       position_ids=batch.position_ids).logits
+        # position t predicts token t+1; keep only the rows that predict response tokens
+        logits = logits[:, batch.prompt_width - 1:-1].float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        logz = torch.logsumexp(logits, dim=-1)
+        logp = logits.gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1) - logz
+        ent = None
+        if with_entropy:
+            probs = torch.softmax(logits, dim=-1)
+            ent = logz - (probs * logits).sum(-1)
+        return logp, ent
+
+
+def lr_lambda(a: Any):
+    """Multiplier of the base lr at optimizer step s: warmup, then constant/linear/cosine."""
+    def f(step: int) -> float:
+        if a.lr_warmup_steps and step < a.lr_warmup_steps:
+            return (step + 1) / a.lr_warmup_steps
+        if a.lr_scheduler == "constant":
+            return 1.0
+        span = max(1, a.train_iters - a.lr_warmup_steps)
+        frac = min(1.0, (step - a.lr_warmup_steps) / span)
+        floor = a.min_lr / a.lr
+        shape = 1 - frac if a.lr_scheduler == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
+        return floor + (1 - floor) * shape
+    return f
+
+
+class SeqBatch:
+    """Prompt+response sequences laid out for one forward pass.
+
+    Prompts are left-padded to ``prompt_width`` and responses right-padded to R, so the
+    response of every row starts at the same column and log-probs line up as (B, R).
+    """
+
+    def __init__(self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
+                 pad_id: int, device: torch.device):
+        b = len(prompts)
+        self.prompt_width = max(len(p) for p in prompts)
+        width = max(1, max(len(r) for r in responses))
+        ids = torch.full((b, self.prompt_width + width), pad_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            start = self.prompt_width - len(p)
+            ids[i, start:self.prompt_width] = torch.tensor(p, dtype=torch.long)
+            if r:
+                ids[i, self.prompt_width:self.prompt_width + len(r)] = torch.tensor(r, dtype=torch.long)
+            attn[i, start:self.prompt_width + len(r)] = 1
+        self.input_ids = ids.to(device)
+        self.attention_mask = attn.to(device)
+        self.position_ids = (attn.cumsum(-1) - 1).clamp(min=0).to(device)
+        self.response_ids = self.input_ids[:, self.prompt_width:]
+        self.response_mask = attn[:, self.prompt_width:].to(device=device, dtype=torch.float32)
+
+
+class SamplerRolloutEngine:
+    """Generation from the actor's weights with ``r1zero.trainer.sampler.Sampler``."""
+
+    def __init__(self, cfg: Any, train_engine: TorchTrainEngine, tokenizer: Any):
+        from r1zero.trainer.sampler import Sampler
+
+        self.cfg = cfg
+        self.stop_ids = stop_token_ids(tokenizer, cfg)
+        self.sampler = Sampler(train_engine.model, self.stop_ids, train_engine.pad_id)
+
+    def generate(self, prompts: Sequence[Sequence[int]], n: int,
+                 generator: torch.Generator | None = None):
+        r = self.cfg.rollout
+        return self.sampler.generate(prompts, n, r.max_response_length, temperature=r.temperature,
+                                     top_p=r.top_p, top_k=r.top_k, generator=generator)
+
+    def sync_weights(self) -> None:
+        """The sampler reads the actor's parameters in place: nothing to copy."""
+
+
+def stop_token_ids(tokenizer: Any, cfg: Any) -> list[int]:
+    """EOS plus the template's stop words that are single tokens."""
+    from r1zero.registry import get_template
+
+    ids = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    template = get_template(cfg.template.name, cfg.template.file, cfg.template.plugin)
+    for word in template.stop_words:
+        toks = tokenizer.encode(word, add_special_tokens=False)
+        if len(toks) == 1 and toks[0] not in ids:
+            ids.append(toks[0])
+    return ids

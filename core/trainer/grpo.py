@@ -1,0 +1,275 @@
+"""The GRPO loop of the R1-Zero recipe, in-process on one machine.
+
+    r1zero train examples/r1_zero_cpu_tiny.yaml [key=value ...] [--resume]
+
+Each step reads like the data path: rollout -> score -> advantages -> reference log-probs ->
+clipped-loss updates -> weight sync -> metrics -> checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from r1zero.algo import clipped_policy_loss, group_advantages, kl_penalty, masked_mean
+from r1zero.registry import get_backend, get_scorers, host_for
+from r1zero.scoring import ScoringPool
+from r1zero.trainer import checkpoint
+from r1zero.trainer.data_order import PromptOrder
+from r1zero.trainer.engine import SeqBatch
+from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
+from r1zero.trainer.prompts import load_prompts
+
+log = logging.getLogger("r1zero.train")
+
+
+class GRPOTrainer:
+    def __init__(self, cfg: Any, resume: bool = False, host: Any = None):
+        from transformers import AutoTokenizer
+
+        self.cfg = cfg
+        host = host or host_for(cfg)
+        self.backend = get_backend(cfg.backend.name, cfg.backend.plugin, host)
+        self.backend.require()
+        self.backend.setup(cfg)
+        self.backend.validate_layout(cfg)
+        _seed_all(cfg.actor.seed)
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.path)
+        self.prompts = load_prompts(cfg, self.tokenizer, host)
+        self.engine = self.backend.make_train_engine(cfg, self.tokenizer)
+        self.rollout = self.backend.make_rollout_engine(cfg, self.engine, self.tokenizer)
+        self.scoring = ScoringPool(get_scorers(cfg, host), workers=cfg.scoring.workers,
+                                   timeout_s=cfg.scoring.timeout_s)
+        self.order = PromptOrder(len(self.prompts), cfg.data.seed, cfg.data.shuffle)
+        self.generator = torch.Generator().manual_seed(cfg.actor.seed)
+        self.step = 0
+        if resume:
+            self._resume()
+        self.writer = MetricsWriter(cfg.logging.dir, cfg.logging.tensorboard,
+                                    resume_step=self.step if resume else None)
+        self.timings: dict[str, float] = {}
+
+    # -- loop --------------------------------------------------------------------------
+    def run(self, on_step: Callable[[int, dict], None] | None = None) -> list[dict]:
+        cfg, history = self.cfg, []
+        bar = _progress(cfg, self.step)
+        try:
+            while self.step < cfg.actor.train_iters:
+                self.step += 1
+                metrics = self.train_step()
+                history.append(metrics)
+                if self.step % cfg.logging.log_interval == 0 or self.step == cfg.actor.train_iters:
+                    self.writer.write(self.step, metrics)
+                interval = cfg.checkpoint.save_interval
+                if (interval and self.step % interval == 0) or self.step == cfg.actor.train_iters:
+                    self.save()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
+                                    fmt=f"{metrics.get('reward/format', float('nan')):.2f}",
+                                    acc=f"{metrics.get('reward/accuracy', float('nan')):.2f}")
+                if on_step is not None:
+                    on_step(self.step, metrics)
+        finally:
+            if bar is not None:
+                bar.close()
+            self.writer.close()
+        if cfg.logging.plots:
+            plot_curves(self.writer.path, Path(cfg.logging.dir) / "plots", cfg.name)
+        return history
+
+    def train_step(self) -> dict[str, Any]:
+        cfg, n = self.cfg, self.cfg.rollout.n_samples_per_prompt
+        self.timings = {}
+        t0 = time.perf_counter()
+        rows = [self.prompts[i] for i in self.order.take(cfg.actor.global_batch_size)]
+        with self._timer("rollout"):
+            out = self.rollout.generate([r.input_ids for r in rows], n, self.generator)
+        with self._timer("reward"):
+            texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
+            owners = [rows[i] for i in out.prompt_index]
+            scored = self.scoring.score(texts, [r.ground_truth for r in owners],
+                                        [r.extra for r in owners])
+        rewards = torch.tensor(scored.rewards, dtype=torch.float32)
+        advantages = group_advantages(rewards, n, cfg.algorithm.adv_eps,
+                                      scale=cfg.algorithm.adv_estimator == "group_norm")
+        seqs = [(r.input_ids, resp) for r, resp in zip(owners, out.response_ids)]
+        update = self._update(seqs, advantages)
+        self.rollout.sync_weights()
+        step_s = time.perf_counter() - t0
+        return self._metrics(rows, out, scored, update, step_s)
+
+    # -- update ------------------------------------------------------------------------
+    def _micro_batches(self, order: list[int], seqs: list) -> list[list[int]]:
+        """Chunks of ``micro_batch_size`` sequences, sorted by length to waste no padding."""
+        by_len = sorted(order, key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
+        mbs = self.cfg.actor.micro_batch_size
+        return [by_len[i:i + mbs] for i in range(0, len(by_len), mbs)]
+
+    def _batch(self, idx: list[int], seqs: list) -> SeqBatch:
+        return SeqBatch([seqs[i][0] for i in idx], [seqs[i][1] for i in idx],
+                        self.engine.pad_id, self.engine.device)
+
+    @torch.no_grad()
+    def _logprobs_of(self, model, micro: list[list[int]], seqs: list) -> dict[int, torch.Tensor]:
+        out: dict[int, torch.Tensor] = {}
+        temperature = self.cfg.rollout.temperature
+        for idx in micro:
+            logp, _ = self.engine.logprobs(model, self._batch(idx, seqs), temperature)
+            for row, i in enumerate(idx):
+                out[i] = logp[row, :len(seqs[i][1])]
+        return out
+
+    def _update(self, seqs: list, advantages: torch.Tensor) -> dict[str, float]:
+        cfg, eng = self.cfg, self.engine
+        a, alg = cfg.actor, cfg.algorithm
+        n_seq = len(seqs)
+        mini = (a.mini_batch_size or a.global_batch_size) * cfg.rollout.n_samples_per_prompt
+        everything = self._micro_batches(list(range(n_seq)), seqs)
+        logp_ref: dict[int, torch.Tensor] = {}
+        if eng.ref is not None:
+            with self._timer("reference"):
+                logp_ref = self._logprobs_of(eng.ref, everything, seqs)
+        on_policy = a.ppo_epochs == 1 and mini >= n_seq
+        logp_old = {} if on_policy else self._logprobs_of(eng.model, everything, seqs)
+        sums: dict[str, float] = {}
+        n_updates = 0
+        rng = random.Random(a.seed * 7919 + self.step)
+        with self._timer("update"):
+            for _ in range(a.ppo_epochs):
+                order = list(range(n_seq))
+                if a.shuffle_mini_batch:
+                    rng.shuffle(order)
+                for start in range(0, n_seq, mini):
+                    part = self._micro_batches(order[start:start + mini], seqs)
+                    stats = self._optimizer_step(part, seqs, advantages, logp_ref, logp_old)
+                    for k, v in stats.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    n_updates += 1
+        return {k: v / max(1, n_updates) for k, v in sums.items()}
+
+    def _optimizer_step(self, micro: list[list[int]], seqs: list, advantages: torch.Tensor,
+                        logp_ref: dict, logp_old: dict) -> dict[str, float]:
+        cfg, eng, alg = self.cfg, self.engine, self.cfg.algorithm
+        token_mean = alg.loss_agg == "token-mean"
+        total = sum(len(seqs[i][1]) for idx in micro for i in idx) if token_mean else \
+            sum(len(idx) for idx in micro)
+        total = max(1, total)
+        stats: dict[str, float] = {}
+        eng.optimizer.zero_grad(set_to_none=True)
+        for idx in micro:
+            batch = self._batch(idx, seqs)
+            want_entropy = True
+            logp, ent = eng.logprobs(eng.model, batch, cfg.rollout.temperature, want_entropy)
+            mask = batch.response_mask
+            old = _stack(logp_old, idx, logp) if logp_old else logp.detach()
+            adv = advantages[idx].unsqueeze(-1).expand_as(logp).to(logp.device)
+            pg, clipfrac, approx_kl = clipped_policy_loss(
+                logp, old, adv, mask, clip_ratio=alg.clip_ratio,
+                clip_ratio_high=alg.clip_ratio_high, dual_clip=alg.dual_clip, agg=alg.loss_agg)
+            loss = pg
+            kl = torch.zeros((), device=logp.device)
+            if logp_ref:
+                kl = masked_mean(kl_penalty(logp, _stack(logp_ref, idx, logp), alg.kl_penalty), mask)
+                loss = loss + alg.kl_coef * kl
+            entropy = masked_mean(ent, mask)
+            if alg.entropy_coeff:
+                loss = loss - alg.entropy_coeff * entropy
+            share = (mask.sum().item() if token_mean else len(idx)) / total
+            (loss * share).backward()
+            for k, v in (("pg_loss", pg), ("kl", kl), ("entropy", entropy),
+                         ("clipfrac", clipfrac), ("approx_kl", approx_kl), ("loss", loss)):
+                stats[k] = stats.get(k, 0.0) + float(v) * share
+        params = [p for p in eng.model.parameters() if p.grad is not None]
+        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.actor.clip_grad))
+        stats["lr"] = eng.optimizer.param_groups[0]["lr"]
+        eng.optimizer.step()
+        eng.scheduler.step()
+        return stats
+
+    # -- metrics, checkpoints --------------------------------------------------------
+    def _metrics(self, rows, out, scored, update, step_s) -> dict[str, Any]:
+        cfg, n = self.cfg, self.cfg.rollout.n_samples_per_prompt
+        lens = [len(r) for r in out.response_ids]
+        plens = [len(r.input_ids) for r in rows]
+        m: dict[str, Any] = {
+            "reward/mean": float(np.mean(scored.rewards)),
+            "reward/std": float(np.std(scored.rewards)),
+            "response_length/mean": float(np.mean(lens)),
+            "response_length/max": int(max(lens)),
+            "response_length/clipped": float(np.mean([not f for f in out.finished])),
+            "prompt_length/mean": float(np.mean(plens)),
+        }
+        for key, values in scored.components.items():
+            m[f"reward/{key}"] = float(np.mean(values))
+            comp = key.split("/", 1)[1]
+            if comp != "reward":
+                m.setdefault(f"reward/{comp}", float(np.mean(values)))
+        m.update({k: v for k, v in scored.counts.items()})
+        m.update({f"actor/{k}": v for k, v in update.items()})
+        m.update({f"timing/{k}": v for k, v in self.timings.items()})
+        m["timing/all"] = step_s
+        m["throughput/tokens_per_s_per_device"] = tokens_per_s_per_device(
+            np.mean(plens), np.mean(lens), len(rows), n, self.backend.world_size(cfg), step_s)
+        m["throughput/completions_per_s"] = len(lens) / step_s
+        m["data/ids"] = [r.id for r in rows]
+        return m
+
+    def save(self) -> Path:
+        extra = {"data": self.order.state(), "rng": checkpoint.rng_state(self.generator),
+                 "step": self.step}
+        return checkpoint.save(self.cfg.checkpoint.dir, self.step, self.engine, self.tokenizer,
+                               extra, self.cfg.checkpoint.keep_last)
+
+    def _resume(self) -> None:
+        path = Path(self.cfg.checkpoint.load) if self.cfg.checkpoint.load else \
+            checkpoint.latest(self.cfg.checkpoint.dir)
+        if path is None:
+            log.warning("--resume: no checkpoint under %s; starting at step 0",
+                        self.cfg.checkpoint.dir)
+            return
+        state = checkpoint.load(path, self.engine)
+        self.order.load(state["data"])
+        checkpoint.set_rng_state(state["rng"], self.generator)
+        self.step = state["step"]
+        log.info("resumed from %s at step %d", path, self.step)
+
+    @contextmanager
+    def _timer(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
+
+    def close(self) -> None:
+        self.scoring.close()
+
+
+def _stack(store: dict[int, torch.Tensor], idx: list[int], like: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros_like(like)
+    for row, i in enumerate(idx):
+        out[row, :store[i].shape[0]] = store[i]
+    return out
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _progress(cfg: Any, start: int):
+    if not cfg.logging.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.actor.train_iters, initial=start, desc=cfg.name, unit="step",
+                dynamic_ncols=True)
