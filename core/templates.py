@@ -48,6 +48,8 @@ class Template:
             value = entry.get(key)
             if value is None:
                 return ()
+            if isinstance(value, list):     # a bare slot list, as written by hand
+                value = {"slots": value}
             if not isinstance(value, Mapping) or not isinstance(value.get("slots"), list):
                 raise ConfigError(f"{key} must be {{'slots': [...]}}, got {value!r}", path=where)
             return tuple(tuple(s) if isinstance(s, list) else s for s in value["slots"])
