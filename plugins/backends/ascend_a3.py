@@ -1,0 +1,117 @@
+"""Built-in backend ``ascend_a3``: Huawei Ascend A3 (16 dies per node), torch_npu + HCCL,
+Ray resource ``NPU``; vllm-ascend for generation, megatron-core + mindspeed for training the
+large layouts of the 671B recipe (REFERENCE.md §5-§6).
+
+Unverified on hardware: this project has no NPU. What is tested here is what needs no chip —
+the availability report, the environment of MindSpeed-RL's runtime_env, and the A3 layout
+rules. Training on NPUs is limited to models that fit one die (tp = pp = ep = 1), run by the
+plain ``TorchTrainEngine`` on device ``npu``; a Megatron training engine for sharded layouts is
+not implemented in r1zero, and asking for one is a ``BackendUnavailable`` that says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from r1zero.backends import Backend
+from r1zero.errors import BackendUnavailable
+from r1zero.hookspecs import hookimpl
+from r1zero.plugins.backends.layout import (A3_DIES_PER_NODE, LayoutPlan, check_node_devices,
+                                            plan_layout)
+from r1zero.plugins.backends.probe import import_error, missing_modules
+
+
+def a3_env(rollout_expert_parallel: int) -> dict[str, str]:
+    """Environment of the driver and every Ray worker, as MindSpeed-RL's launch script and
+    ``configs/envs/runtime_env.yaml`` set it. VLLM_DP_SIZE is the rollout expert parallel size
+    (vLLM data-parallel ranks that share the experts of a MoE model)."""
+    return {
+        "HCCL_CONNECT_TIMEOUT": "1800",
+        "HCCL_EXEC_TIMEOUT": "3600",
+        "HCCL_BUFFSIZE": "256",
+        "CUDA_DEVICE_MAX_CONNECTIONS": "1",
+        "TASK_QUEUE_ENABLE": "2",
+        "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True",
+        "VLLM_USE_V1": "1",
+        "VLLM_DP_SIZE": str(rollout_expert_parallel),
+        "USING_LCCL_COM": "0",
+        "CPU_AFFINITY_CONF": "1",
+        # Ray must not rewrite ASCEND_RT_VISIBLE_DEVICES per worker: the workers bind dies
+        # themselves (the NPU counterpart of CUDA_VISIBLE_DEVICES handling).
+        "RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES": "true",
+    }
+
+
+def train_requirements(cfg: Any) -> tuple[str, ...]:
+    """Modules the actor needs: torch_npu always; megatron.core + mindspeed once the actor is
+    sharded (tensor, pipeline or expert parallel > 1)."""
+    a = cfg.actor
+    sharded = a.tensor_parallel * a.pipeline_parallel * a.expert_parallel > 1
+    return ("torch_npu", "megatron.core", "mindspeed") if sharded else ("torch_npu",)
+
+
+class AscendA3Backend(Backend):
+    name = "ascend_a3"
+    device = "npu"
+    collective = "hccl"
+    ray_resource = "NPU"
+    devices_per_node = A3_DIES_PER_NODE
+
+    def is_available(self) -> tuple[bool, str]:
+        why = import_error("torch_npu")
+        if why is not None:
+            return False, f"torch_npu not importable ({why})"
+        import torch
+
+        if not torch.npu.is_available():
+            return False, ("torch_npu imported but torch.npu.is_available() is False (no NPU "
+                           "visible; check the driver and ASCEND_RT_VISIBLE_DEVICES)")
+        return True, f"{torch.npu.device_count()} NPU die(s)"
+
+    def env_vars(self, cfg: Any) -> dict[str, str]:
+        """The A3 defaults, overridden key by key by ``backend.env``."""
+        env = a3_env(cfg.rollout.expert_parallel)
+        env.update({k: str(v) for k, v in cfg.backend.env.items()})
+        return env
+
+    def validate_layout(self, cfg: Any) -> LayoutPlan:
+        per_node = cfg.backend.devices_per_node or self.devices_per_node
+        world = check_node_devices(cfg.backend.num_nodes, per_node, A3_DIES_PER_NODE)
+        return plan_layout(cfg, world)
+
+    def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
+        self.require()
+        missing = missing_modules(train_requirements(cfg))
+        if missing:
+            raise BackendUnavailable(self.name, "; ".join(missing))
+        if len(train_requirements(cfg)) > 1:
+            a = cfg.actor
+            raise BackendUnavailable(self.name, (
+                f"actor tp {a.tensor_parallel} x pp {a.pipeline_parallel} x ep "
+                f"{a.expert_parallel} needs a Megatron (mindspeed) training engine, which r1zero "
+                "does not implement; set actor.tensor_parallel/pipeline_parallel/expert_parallel "
+                "to 1 for a model that fits one die"))
+        import torch_npu  # noqa: F401  - makes torch.device("npu") usable
+
+        return super().make_train_engine(cfg, tokenizer)
+
+    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any) -> Any:
+        from r1zero.vllm_rollout import use_vllm
+
+        engine, why, module = cfg.rollout.engine, None, "vllm"
+        if engine in ("vllm", "auto"):
+            for module in ("vllm", "vllm_ascend"):
+                why = import_error(module)
+                if why is not None:
+                    break
+        if use_vllm(engine, why, self.name, module):
+            self.require()
+            from r1zero.vllm_rollout import VLLMRolloutEngine
+
+            return VLLMRolloutEngine(cfg, train_engine, tokenizer)
+        return super().make_rollout_engine(cfg, train_engine, tokenizer)
+
+
+@hookimpl
+def register_backends(register):
+    register(AscendA3Backend())

@@ -1,0 +1,71 @@
+"""Built-in backend ``cuda``: torch on NVIDIA GPUs, NCCL collectives, Ray resource ``GPU``;
+generation with vLLM when it is installed (or asked for), else r1zero's lean sampler on the GPU.
+
+Unverified on hardware: no machine this project tests on has a GPU. What runs here is the
+availability report, the layout rules and the choice of rollout engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from r1zero.backends import Backend
+from r1zero.errors import ConfigError
+from r1zero.hookspecs import hookimpl
+from r1zero.plugins.backends.layout import LayoutPlan, check_node_devices, plan_layout
+from r1zero.plugins.backends.probe import import_error
+
+
+class CUDABackend(Backend):
+    name = "cuda"
+    device = "cuda"
+    collective = "nccl"
+    ray_resource = "GPU"
+
+    @property
+    def devices_per_node(self) -> int:  # type: ignore[override]
+        import torch
+
+        return torch.cuda.device_count()
+
+    def is_available(self) -> tuple[bool, str]:
+        try:
+            import torch
+        except ImportError as exc:
+            return False, f"torch not importable ({exc})"
+        if not torch.cuda.is_available():
+            build = f"torch {torch.__version__} build"
+            if torch.version.cuda is not None:   # a CUDA build that sees no GPU
+                build += f", CUDA {torch.version.cuda}; no GPU visible (driver, CUDA_VISIBLE_DEVICES)"
+            return False, f"torch.cuda.is_available() is False ({build})"
+        n = torch.cuda.device_count()
+        return True, f"{n} GPU(s): {torch.cuda.get_device_name(0)}"
+
+    def validate_layout(self, cfg: Any) -> LayoutPlan:
+        per_node = cfg.backend.devices_per_node or self.devices_per_node
+        if not per_node:
+            raise ConfigError("no CUDA device visible here and backend.devices_per_node is unset; "
+                              "set it to the GPUs of one node", key="backend.devices_per_node")
+        world = check_node_devices(cfg.backend.num_nodes, per_node, None)
+        return plan_layout(cfg, world)
+
+    def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
+        self.require()
+        return super().make_train_engine(cfg, tokenizer)
+
+    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any) -> Any:
+        from r1zero.vllm_rollout import use_vllm
+
+        engine = cfg.rollout.engine
+        why = import_error("vllm") if engine in ("vllm", "auto") else None
+        if use_vllm(engine, why, self.name):
+            self.require()
+            from r1zero.vllm_rollout import VLLMRolloutEngine
+
+            return VLLMRolloutEngine(cfg, train_engine, tokenizer)
+        return super().make_rollout_engine(cfg, train_engine, tokenizer)
+
+
+@hookimpl
+def register_backends(register):
+    register(CUDABackend())
