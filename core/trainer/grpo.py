@@ -33,7 +33,9 @@ log = logging.getLogger("r1zero.train")
 class GRPOTrainer:
     def __init__(self, cfg: Any, resume: bool = False, host: Any = None):
         from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         self.cfg = cfg
         host = host or host_for(cfg)
         self.backend = get_backend(cfg.backend.name, cfg.backend.plugin, host)
@@ -186,7 +188,7 @@ class GRPOTrainer:
             (loss * share).backward()
             for k, v in (("pg_loss", pg), ("kl", kl), ("entropy", entropy),
                          ("clipfrac", clipfrac), ("approx_kl", approx_kl), ("loss", loss)):
-                stats[k] = stats.get(k, 0.0) + float(v) * share
+                stats[k] = stats.get(k, 0.0) + float(v.detach()) * share
         params = [p for p in eng.model.parameters() if p.grad is not None]
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.actor.clip_grad))
         stats["lr"] = eng.optimizer.param_groups[0]["lr"]
@@ -217,7 +219,7 @@ class GRPOTrainer:
         m.update({f"timing/{k}": v for k, v in self.timings.items()})
         m["timing/all"] = step_s
         m["throughput/tokens_per_s_per_device"] = tokens_per_s_per_device(
-            np.mean(plens), np.mean(lens), len(rows), n, self.backend.world_size(cfg), step_s)
+            float(np.mean(plens)), float(np.mean(lens)), len(rows), n, self.backend.world_size(cfg), step_s)
         m["throughput/completions_per_s"] = len(lens) / step_s
         m["data/ids"] = [r.id for r in rows]
         return m
