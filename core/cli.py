@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true")
     sp.set_defaults(func=_lazy("r1zero.commands", "cmd_preprocess"))
 
+    sp = sub.add_parser("demo", help="build a tiny base model and watch GRPO teach it the R1 format")
+    sp.add_argument("overrides", nargs="*", help="dotted overrides of the demo recipe")
+    sp.add_argument("--out", default="runs/demo")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=_lazy("r1zero.demo.run", "run_demo"))
+
     sp = sub.add_parser("train", help="run GRPO (in-process; Ray when ray.enabled)")
     sp.add_argument("config")
     sp.add_argument("overrides", nargs="*")
