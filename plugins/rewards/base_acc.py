@@ -1,0 +1,100 @@
+"""``base_acc``: the R1-Zero rule reward — format and answer accuracy.
+
+    reward = format_weight * format
+           + accuracy_weight * (accuracy if (format or not accuracy_requires_format) else 0)
+
+With the defaults (0.0, 1.0, True) this is MindSpeed-RL's ``base_acc``: 1.0 iff the format
+holds AND the answer is right. Both components are returned, so logs show which one moved.
+
+- ``format`` (0/1): ``format_mode: strict`` (default) is the rule of
+  ../shared/bench/README.md (``answer_format.strict_format_ok``); ``format_mode: mindspeed``
+  is MindSpeed-RL's regex, exactly (``answer_format.mindspeed_format_ok``).
+- ``accuracy`` (0/1), whatever the format verdict: the last ``\\boxed{…}`` of the answer
+  block (strict) — or of the whole response (mindspeed, as MindSpeed-RL reads it) — equals
+  the ground truth by ``math_equiv.answers_equal``: normalised strings and exact or
+  numeric comparison first, math-verify for the rest. Nothing is evaluated as code; over-size
+  answers (length, nesting, exponent towers) are compared as strings only.
+
+Configure through the config (``rewards.base_acc.options``), e.g.
+``{format_mode: mindspeed}`` or ``{format_weight: 0.1, accuracy_requires_format: false}``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Mapping
+
+import attrs
+
+from r1zero.hookspecs import hookimpl
+from r1zero.plugins.rewards.answer_format import (
+    answer_region, last_boxed, last_boxed_anywhere_mindspeed, mindspeed_format_ok,
+    strict_format_ok,
+)
+from r1zero.plugins.rewards.math_equiv import answers_equal
+
+FORMAT_MODES = ("strict", "mindspeed")
+MAX_GROUND_TRUTH_CHARS = 20_000
+
+
+def _gold(ground_truth: str) -> str:
+    """The gold answer: a ``\\boxed{}`` inside it unwrapped, surrounding ``$`` dropped."""
+    gold = str(ground_truth)[:MAX_GROUND_TRUTH_CHARS].strip()
+    boxed = last_boxed(gold)
+    if boxed is not None:
+        gold = boxed
+    return gold.strip("$ \t\n")
+
+
+@attrs.frozen
+class BaseAccScorer:
+    format_mode: str = "strict"
+    format_weight: float = 0.0
+    accuracy_weight: float = 1.0
+    accuracy_requires_format: bool = True
+
+    name: ClassVar[str] = "base_acc"
+    components: ClassVar[tuple[str, ...]] = ("format", "accuracy")
+    in_process: ClassVar[bool] = False      # math-verify may take seconds: run in the pool
+    in_process_reason: ClassVar[str] = ""
+
+    def __attrs_post_init__(self) -> None:
+        if self.format_mode not in FORMAT_MODES:
+            raise ValueError(f"base_acc: format_mode must be one of {list(FORMAT_MODES)}, "
+                             f"got {self.format_mode!r}")
+        for key in ("format_weight", "accuracy_weight"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise ValueError(f"base_acc: {key} must be a finite number, got {value!r}")
+        if not isinstance(self.accuracy_requires_format, bool):
+            raise ValueError(f"base_acc: accuracy_requires_format must be true or false, "
+                             f"got {self.accuracy_requires_format!r}")
+
+    def configure(self, **options: Any) -> "BaseAccScorer":
+        """A new scorer with ``options`` changed; an unknown option is a ValueError."""
+        valid = [f.name for f in attrs.fields(BaseAccScorer)]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(f"base_acc: unknown option {unknown[0]!r}; valid options: "
+                             f"{', '.join(valid)}")
+        return attrs.evolve(self, **options)
+
+    def score(self, response: str, ground_truth: str,
+              extra: Mapping[str, Any] | None = None) -> dict[str, float]:
+        response = str(response)
+        if self.format_mode == "strict":
+            fmt = strict_format_ok(response)
+            answer = last_boxed(answer_region(response))
+        else:
+            fmt = mindspeed_format_ok(response)
+            answer = last_boxed_anywhere_mindspeed(response)
+        acc = bool(answer) and answers_equal(answer, _gold(ground_truth))
+        counted = acc if (fmt or not self.accuracy_requires_format) else False
+        reward = self.format_weight * fmt + self.accuracy_weight * counted
+        return {"reward": float(reward), "format": float(fmt), "accuracy": float(acc)}
+
+
+@hookimpl
+def register_rewards(register):
+    register(BaseAccScorer())
