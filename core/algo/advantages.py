@@ -20,7 +20,8 @@ def group_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6, scale:
     of one, gets exact zeros (no 0/eps noise from rounding in the mean).
     """
     if rewards.dim() != 1:
-        raise ValueError(f"group_advantages: rewards must be 1-D (n,), got shape {tuple(rewards.shape)}")
+        raise ValueError(f"group_advantages: rewards must be 1-D (n,), "
+                         f"got shape {tuple(rewards.shape)}")
     n = rewards.numel()
     if group_size < 1 or n % group_size:
         raise ValueError(f"group_advantages: {n} rewards do not split into groups of {group_size}")

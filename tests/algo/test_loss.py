@@ -113,7 +113,8 @@ def test_entropy_from_logits():
     # uniform over 4: ln 4 = 1.386294 ; one-hot via -inf: 0 ;
     # p = .25, .75: -(.25 ln .25 + .75 ln .75) = .346574 + .215762 = .562335
     inf = float("inf")
-    logits = torch.tensor([[[0., 0., 0., 0.], [5., -inf, -inf, -inf], [0., math.log(3), -inf, -inf]]])
+    logits = torch.tensor([[[0., 0., 0., 0.], [5., -inf, -inf, -inf],
+                            [0., math.log(3), -inf, -inf]]])
     got = entropy_from_logits(logits)
     assert got.shape == (1, 3)
     assert torch.allclose(got, torch.tensor([[1.386294, 0., .562335]]), atol=1e-5)
