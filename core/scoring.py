@@ -17,7 +17,8 @@ in ``errors``; the batch always completes. A scorer with ``in_process = True`` (
 The pool lives as long as the trainer: create it once and call ``score`` every step (a
 call costs a few ms on top of the scoring itself). Scorers must be picklable, i.e. defined
 at module level of an importable module; a script that builds a pool needs the usual
-``if __name__ == "__main__":`` guard.
+``if __name__ == "__main__":`` guard. The forkserver imports each scorer's module (and any
+names in an optional ``preload_modules`` attribute) once, before forking workers.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ class ScoringPool:
             if n < 1:
                 raise ValueError(f"workers must be >= 1, got {n}")
             pooled = [self.scorers[i] for i in self._pooled]
-            preload = sorted({type(s).__module__ for s in pooled} - {"__main__"})
+            preload = sorted({m for s in pooled for m in (type(s).__module__,
+                                                           *getattr(s, "preload_modules", ()))}
+                             - {"__main__"})
             self._workers = WorkerSet(pooled, n, timeout_s, max(1, chunk_size), preload)
             self._finalizer = weakref.finalize(self, self._workers.close)
 

@@ -66,8 +66,36 @@ def check_result(name: str, components: Sequence[str], result: Any) -> dict[str,
     return out
 
 
-def _worker_main(conn: Connection, scorers: list) -> None:
+def _load_module_files(module_files: Sequence[tuple[str, str]]) -> None:
+    """Re-create modules that were loaded from a file path (local plugins), by name."""
+    import importlib.util
+    import sys
+    for name, path in module_files:
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+
+
+def _file_modules(scorers: Sequence[Any]) -> list[tuple[str, str]]:
+    """(name, path) of scorer modules that cannot be imported by name (loaded from a file,
+    like ``R1ZERO_PLUGINS=my_reward.py``); workers load them from the path before unpickling."""
+    import importlib.machinery
+    import sys
+    out = []
+    for name in sorted({type(s).__module__ for s in scorers} - {"__main__"}):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path and "." not in name and \
+                importlib.machinery.PathFinder.find_spec(name, sys.path) is None:
+            out.append((name, path))
+    return out
+
+
+def _worker_main(conn: Connection, blob: bytes, module_files: Sequence[tuple[str, str]]) -> None:
     """Loop of one worker process: receive chunks of tasks, answer each task."""
+    _load_module_files(module_files)
+    scorers = pickle.loads(blob)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -87,10 +115,10 @@ def _worker_main(conn: Connection, scorers: list) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx: Any, scorers: list):
+    def __init__(self, ctx: Any, blob: bytes, module_files: Sequence[tuple[str, str]]):
         self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, scorers), daemon=True,
-                                name="r1zero-scoring-worker")
+        self.proc = ctx.Process(target=_worker_main, args=(child, blob, module_files),
+                                daemon=True, name="r1zero-scoring-worker")
         self.proc.start()
         child.close()
         self.ready = False
@@ -110,16 +138,18 @@ class WorkerSet:
     def __init__(self, scorers: list, workers: int, timeout_s: float, chunk_size: int,
                  preload: Sequence[str] = ()):
         self.scorers, self.timeout_s, self.chunk_size = scorers, timeout_s, chunk_size
+        self.module_files = _file_modules(scorers)
         self.ctx = mp.get_context("forkserver")
         self.ctx.set_forkserver_preload(["r1zero.scoring_workers", *preload])
         self.pending: collections.deque[Task] = collections.deque()
         self.outcomes: dict[int, Outcome] = {}
         try:
-            self.workers = [_Worker(self.ctx, scorers) for _ in range(workers)]
+            self.blob = pickle.dumps(scorers)
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             raise ScoringError(f"reward scorers {[s.name for s in scorers]} cannot be sent to "
                                f"worker processes (pickling failed: {exc}); define them at "
                                f"module level of an importable module") from exc
+        self.workers = [self._new_worker() for _ in range(workers)]
         self.replaced = 0
         deadline = time.monotonic() + START_TIMEOUT_S
         while not all(w.ready for w in self.workers):
@@ -135,6 +165,9 @@ class WorkerSet:
                     f"a scoring worker exited with code {code} before it was ready; can the "
                     f"scorers {[s.name for s in scorers]} be unpickled in a fresh process "
                     f"(defined at module level of an importable module)?")
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(self.ctx, self.blob, self.module_files)
 
     # -- the batch loop ------------------------------------------------------------------
     def run(self, tasks: Sequence[Task]) -> dict[int, Outcome]:
@@ -209,7 +242,7 @@ class WorkerSet:
             head = w.inflight.popleft()
             self.outcomes[head.task_id] = Outcome(status, message)
             self.pending.extendleft(reversed(w.inflight))
-        self.workers[self.workers.index(w)] = _Worker(self.ctx, self.scorers)
+        self.workers[self.workers.index(w)] = self._new_worker()
         self.replaced += 1
 
     def close(self) -> None:

@@ -1,0 +1,234 @@
+"""Benchmark: r1zero ``base_acc`` against a plain math-verify scorer, in one run.
+
+    python benchmarks/reward_bench.py [--rounds 3] [--timeout 5] [--skip-hostile]
+
+Baseline (as in ../shared/bench/README.md): math-verify 0.9.0 with defaults — gold parsed
+from ``$gold$``, the prediction parsed from the answer block, ``verify`` — and reward =
+strict format AND verify. Both scorers run the same way: inside r1zero's ScoringPool, each
+measurement in freshly started worker processes (no cache carried over between rounds or
+scorers), after the same warm-up on synthetic answers that are not in the corpus.
+Throughput = rows / wall time of one ``pool.score`` over the whole corpus; the median over
+``--rounds`` alternating rounds is reported (the machine may be shared). Latency is per
+sample, timed inside the worker. The hostile section is generated here: both scorers get
+it under a kill timeout; a worker's address space is capped at 3 GiB so a runaway parse
+cannot take the machine with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from r1zero.plugins.rewards.answer_format import answer_region, strict_format_ok
+from r1zero.plugins.rewards.base_acc import BaseAccScorer
+from r1zero.scoring import ScoringPool
+
+BENCH = Path(__file__).resolve().parents[1] / ".." / "shared" / "bench"
+MEMORY_CAP = 3 << 30
+
+
+class PlainMathVerify:
+    """The README's reference scorer: strict format AND math-verify on the answer block."""
+    name, components, in_process, in_process_reason = "math_verify", (), False, ""
+
+    def score(self, response: str, ground_truth: str, extra: Mapping[str, Any]) -> dict:
+        from math_verify import parse, verify
+        ok = strict_format_ok(response) and verify(parse(f"${ground_truth}$"),
+                                                   parse(answer_region(response)))
+        return {"reward": float(ok)}
+
+
+class Timed:
+    """Wraps a scorer: adds its wall and CPU time as components ``seconds`` and ``cpu``
+    (CPU time does not grow when other processes compete for the cores); caps memory."""
+
+    def __init__(self, inner: Any):
+        self.inner, self.name = inner, inner.name
+        self.components = (*inner.components, "seconds", "cpu")
+        self.preload_modules = (type(inner).__module__, "math_verify")
+        self.in_process, self.in_process_reason = False, ""
+
+    def score(self, response: str, ground_truth: str, extra: Mapping[str, Any]) -> dict:
+        _cap_memory()
+        t, c = time.perf_counter(), time.process_time()
+        out = dict(self.inner.score(response, ground_truth, extra))
+        out["seconds"], out["cpu"] = time.perf_counter() - t, time.process_time() - c
+        return out
+
+
+def _cap_memory() -> None:
+    import resource
+    if resource.getrlimit(resource.RLIMIT_AS)[0] != MEMORY_CAP:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+def warmup_rows(n: int = 30) -> list[tuple[str, str]]:
+    """Synthetic answers (not from the corpus) touching the common parser paths."""
+    forms = ["\\frac{%d}{7}", "%d\\sqrt{2}", "x^2+%dx", "(%d, 1)", "[%d, 9)", "x=%d",
+             "\\begin{pmatrix}%d\\\\1\\end{pmatrix}", "%d.5", "\\{%d, 2\\}", "%d\\pi"]
+    rows = []
+    for i in range(n):
+        pred, gold = forms[i % len(forms)] % (i + 2), forms[(i * 3) % len(forms)] % (i + 3)
+        rows.append((f"<think>w</think><answer>\\boxed{{{pred}}}</answer>", gold))
+    return rows
+
+
+def measure(scorer: Any, rows: list[dict], workers: int, timeout_s: float) -> dict:
+    """Fresh pool -> warm-up -> one timed pass over ``rows``."""
+    with ScoringPool([(Timed(scorer), 1.0)], workers=workers, timeout_s=timeout_s) as pool:
+        warm = warmup_rows()
+        pool.score([r for r, _ in warm], [g for _, g in warm])
+        t = time.perf_counter()
+        batch = pool.score([r["response"] for r in rows], [r["gold"] for r in rows])
+        wall = time.perf_counter() - t
+    return {"rate": len(rows) / wall, "rewards": batch.rewards, "counts": batch.counts,
+            "seconds": batch.components[f"{scorer.name}/seconds"],
+            "cpu": sum(batch.components[f"{scorer.name}/cpu"])}
+
+
+def subsets(rows: list[dict], pairs: dict[str, dict]) -> dict[str, list[int]]:
+    def derived(r):
+        return r["kind"] == "equivalence" and bool(pairs[r["case_id"]].get("derived"))
+    unamb = [i for i, r in enumerate(rows) if not r.get("ambiguous") and not r.get("format_ambiguous")]
+    return {
+        "all responses": list(range(len(rows))),
+        "unambiguous": unamb,
+        "public pairs, unambiguous": [i for i in unamb if rows[i]["kind"] == "equivalence"
+                                      and not derived(rows[i])],
+        "derived negatives": [i for i, r in enumerate(rows) if derived(r)],
+        "format cases": [i for i, r in enumerate(rows) if r["kind"] != "equivalence"],
+    }
+
+
+def agreement(rewards: list[float], rows: list[dict], idx: list[int]) -> float:
+    return 100.0 * sum((rewards[i] == 1.0) == rows[i]["expected"] for i in idx) / len(idx)
+
+
+def latency(seconds: list[float]) -> str:
+    s = sorted(seconds)
+    return (f"{1e3 * s[len(s) // 2]:.2f} / {1e3 * s[int(0.95 * (len(s) - 1))]:.1f} / "
+            f"{1e3 * s[-1]:.0f}")
+
+
+def hostile_rows(marker: Path) -> list[tuple[str, str, str]]:
+    """(label, response, gold) — executable strings, explosive numbers, deep nesting, huge
+    text, NUL bytes and lone surrogates, as the answer and as the ground truth."""
+    exec_str = f"__import__('os').system('touch {marker}')"
+    answers = {
+        "exec string": exec_str, "eval call": "eval('2+2')", "exec call": "exec('import os')",
+        "dunder walk": "().__class__.__bases__[0].__subclasses__()",
+        "9**9**9**9": "9**9**9**9", "10^{10^{10^{10}}}": "10^{10^{10^{10}}}",
+        "power tower 2^2^2^2^2^2": "2^{2^{2^{2^{2^{2}}}}}", "x^{99999999}": "x^{99999999}",
+        "(10^{10})!": "(10^{10})!", "99999999999!": "99999999999!",
+        "5000-deep parentheses": "(" * 5000 + "1" + ")" * 5000,
+        "2000-deep \\frac": "\\frac{" * 2000 + "1" + "}{2}" * 2000,
+        "1000-deep \\sqrt": "\\sqrt{" * 1000 + "2" + "}" * 1000,
+        "NUL bytes": "4\x002\x00", "lone surrogates": "\ud800" * 3 + "7" + "\udfff",
+        "200 KB answer": "1+" * 100_000 + "1",
+    }
+    rows = []
+    for label, a in answers.items():
+        rows.append((label + " (answer)", f"<think>t</think><answer>\\boxed{{{a}}}</answer>", "42"))
+        rows.append((label + " (answer = gold)", f"<think>t</think><answer>\\boxed{{{a}}}</answer>", a))
+    big = "<think>" + "Let me think. " * 15_000 + "</think><answer>\\boxed{42}</answer>"
+    rows.append(("200 KB response", big, "42"))
+    rows.append(("20k repeated tags", "<think>" + "</think><answer>\\boxed{" * 20_000, "1"))
+    return rows
+
+
+def run_hostile(timeout_s: float) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = Path(tmp) / "pwned"
+        rows = hostile_rows(marker)
+        lines = []
+        for scorer in (BaseAccScorer(), PlainMathVerify()):
+            t = time.perf_counter()
+            with ScoringPool([(Timed(scorer), 1.0)], workers=2, timeout_s=timeout_s) as pool:
+                b = pool.score([r for _, r, _ in rows], [g for _, _, g in rows])
+            wall = time.perf_counter() - t
+            secs = b.components[f"{scorer.name}/seconds"]
+            for e in b.errors:                      # "... sample 12: timeout: ..."
+                i, status = e.split(" sample ")[1].split(": ")[:2]
+                secs[int(i)] = max(secs[int(i)], timeout_s if status == "timeout" else 0.0)
+            worst = max(range(len(rows)), key=lambda i: secs[i])
+            shown = (f">= {timeout_s:g} s (killed)" if secs[worst] >= timeout_s
+                     else f"{1e3 * secs[worst]:.0f} ms")
+            lines.append(
+                f"| {scorer.name:11} | {len(rows)} | {shown} ({rows[worst][0]}) | "
+                f"{b.counts['reward/timeouts']} | {b.counts['reward/errors']} | "
+                f"{'YES' if marker.exists() else 'no'} | yes, {wall:.1f} s |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--skip-hostile", action="store_true")
+    args = ap.parse_args(argv)
+    if not (BENCH / "responses.jsonl").exists():
+        print(f"reward_bench: skipped, corpus not found at {BENCH.resolve()}")
+        return 0
+    rows = [json.loads(line) for line in open(BENCH / "responses.jsonl", encoding="utf-8")]
+    pairs = {json.loads(line)["id"]: json.loads(line)
+             for line in open(BENCH / "equivalence_cases.jsonl", encoding="utf-8")}
+    runs: dict[str, list[dict]] = {"mv": [], "r1": [], "r2": []}
+    for _ in range(args.rounds):               # alternate, so background load hits all alike
+        runs["mv"].append(measure(PlainMathVerify(), rows, 1, args.timeout))
+        runs["r1"].append(measure(BaseAccScorer(), rows, 1, args.timeout))
+        runs["r2"].append(measure(BaseAccScorer(), rows, 2, args.timeout))
+    rate = {k: statistics.median(m["rate"] for m in v) for k, v in runs.items()}
+    print_report(rows, pairs, runs, rate, args)
+    if not args.skip_hostile:
+        logging.getLogger("r1zero.scoring").setLevel(logging.ERROR)    # counted in the table
+        print("\nhostile inputs (generated; 2 workers, kill timeout "
+              f"{args.timeout:g} s, 3 GiB address-space cap per worker)\n")
+        print("| scorer | samples | worst latency | timeouts | errors | executed | batch completed |")
+        print("|---|---|---|---|---|---|---|")
+        for line in run_hostile(args.timeout):
+            print(line)
+    return 0
+
+
+def print_report(rows, pairs, runs, rate, args) -> None:
+    import math_verify  # noqa: F401 - for the version line
+    from importlib.metadata import version
+    print(f"reward_bench: r1zero base_acc vs plain math-verify {version('math-verify')} on "
+          f"{len(rows)} responses of ../shared/bench/responses.jsonl")
+    print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}; load avg {os.getloadavg()[0]:.1f}; {args.rounds} "
+          f"alternating rounds (median), fresh worker processes each, warm-up "
+          f"{len(warmup_rows())} synthetic rows\n")
+    mv, r1 = runs["mv"][0], runs["r1"][0]
+    print("| subset | n | math-verify | r1zero base_acc |")
+    print("|---|---|---|---|")
+    for label, idx in subsets(rows, pairs).items():
+        a, b = agreement(mv["rewards"], rows, idx), agreement(r1["rewards"], rows, idx)
+        print(f"| {label} | {len(idx)} | {a:.1f}% | {b:.1f}%{'' if b >= a else '  (REGRESSION)'} |")
+    print(f"| throughput, 1 process (responses/s) | {len(rows)} | {rate['mv']:.0f} | "
+          f"{rate['r1']:.0f} ({rate['r1'] / rate['mv']:.1f}x) |")
+    print(f"| throughput, r1zero pool of 2 workers | {len(rows)} | {rate['mv']:.0f} (1 process) | "
+          f"{rate['r2']:.0f} (**{rate['r2'] / rate['mv']:.1f}x**) |")
+    cpu = {k: statistics.median(m["cpu"] for m in v) for k, v in runs.items()}
+    print(f"| CPU time per response, 1 process (ms) | {len(rows)} | {1e3 * cpu['mv'] / len(rows):.2f} "
+          f"| {1e3 * cpu['r1'] / len(rows):.2f} ({cpu['mv'] / cpu['r1']:.1f}x less) |")
+    print(f"| latency per response p50 / p95 / max (ms) | {len(rows)} | {latency(mv['seconds'])} "
+          f"| {latency(r1['seconds'])} |")
+    timeouts = sum(m["counts"]["reward/timeouts"] for v in runs.values() for m in v)
+    errors = sum(m["counts"]["reward/errors"] for v in runs.values() for m in v)
+    per_round = "; ".join(k + ": " + ", ".join(f"{m['rate']:.0f}" for m in v)
+                          for k, v in runs.items())
+    print(f"\nrates per round (responses/s): {per_round} (mv = math-verify 1 worker, r1 = "
+          f"base_acc 1 worker, r2 = base_acc 2 workers); timeouts {timeouts}, errors {errors}")
+
+if __name__ == "__main__":
+    sys.exit(main())
