@@ -316,28 +316,34 @@ class _FastStepper:
         return self._logits(x[:, -1]).repeat_interleave(n, 0)
 
     def _attend(self, i: int, q: Tensor) -> Tensor:
-        """q (B', KV, G, D) of the rows still in the batch -> (B', KV, G, D) attention output."""
+        """q (B', KV, G, D) of the rows still in the batch -> (B', KV, G, D) attention output.
+
+        Scores, softmax and the weighted sum run in float32 whatever the model's dtype, as
+        torch's fused attention kernels accumulate.
+        """
         u, n, c, rows = self.u, self.n, self.col, self.rows
+        dtype, q = q.dtype, q.float()
+        kp, vp, kg, vg = (t.float() for t in (self.kp[i], self.vp[i], self.kg[i][:, :, :c + 1],
+                                               self.vg[i][:, :, :c + 1]))
         b, kv, g, d = q.shape
         full = b == u * n
         qf = q if full else q.new_zeros((u * n, kv, g, d)).index_copy_(0, rows, q)
         # (U, n, KV, G, D) -> (U, KV, n·G, D): a group's queries against its prompt keys, once
         qg = qf.view(u, n, kv, g, d).transpose(1, 2).reshape(u, kv, n * g, d)
-        sp = torch.matmul(qg, self.kp[i].transpose(-1, -2))  # (U, KV, n·G, P)
+        sp = torch.matmul(qg, kp.transpose(-1, -2))  # (U, KV, n·G, P)
         sp = sp.view(u, kv, n, g, -1).transpose(1, 2).reshape(u * n, kv, g, -1)
         sp = sp if full else sp[rows]
-        sg = torch.matmul(q, self.kg[i][:, :, :c + 1].transpose(-1, -2))  # (B', KV, G, c+1)
-        s = torch.cat([sp.float() * self.scale + self.pad, sg.float() * self.scale], dim=-1)
-        probs = torch.softmax(s, dim=-1).to(q.dtype)
+        sg = torch.matmul(q, kg.transpose(-1, -2))  # (B', KV, G, c+1)
+        probs = torch.softmax(torch.cat([sp * self.scale + self.pad, sg * self.scale], -1), -1)
         width = sp.shape[-1]
-        out = torch.matmul(probs[..., width:], self.vg[i][:, :, :c + 1])
+        out = torch.matmul(probs[..., width:], vg)
         pp = probs[..., :width]
         if not full:
             pp = pp.new_zeros((u * n, kv, g, width)).index_copy_(0, rows, pp)
         pp = pp.view(u, n, kv, g, width).transpose(1, 2).reshape(u, kv, n * g, width)
-        op = torch.matmul(pp, self.vp[i]).view(u, kv, n, g, d)
+        op = torch.matmul(pp, vp).view(u, kv, n, g, d)
         op = op.transpose(1, 2).reshape(u * n, kv, g, d)
-        return out + (op if full else op[rows])
+        return (out + (op if full else op[rows])).to(dtype)
 
     def decode(self, tok: Tensor, pos: Tensor) -> Tensor:
         """tok, pos (B',) -> (B', V) logits of the next token; writes generated column ``col``."""
