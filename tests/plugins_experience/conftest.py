@@ -1,0 +1,76 @@
+"""Fixtures of the plugin authors' experience tests: the example plugin packages pip-installed
+into this environment, and a tiny model + tokenizer + dataset to train on (built here, in
+seconds, nothing downloaded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.plugins_experience.installing import EXAMPLES, ensure_installed
+
+EXAMPLE_DIRS = [EXAMPLES / "r1zero-length-reward", EXAMPLES / "r1zero-template-example",
+                EXAMPLES / "r1zero-cpu-alias"]
+
+
+@pytest.fixture(scope="session")
+def examples_installed() -> list[Path]:
+    """The three example packages, installed editable (skipped if already installed from here)."""
+    ensure_installed(EXAMPLE_DIRS)
+    return EXAMPLE_DIRS
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A folder with ``model/`` (a 2-layer Qwen2, hidden 64, and its tokenizer) and
+    ``data.jsonl`` (16 demo arithmetic records in DeepScaleR's shape)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from r1zero.demo.arith import demo_records
+    from r1zero.demo.tokenizer import train_tokenizer
+    from r1zero.plugins.templates.r1 import R1_INSTRUCTION
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    records = demo_records(16, seed=0)
+    (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    texts = [r["problem"] + " " + r["solution"] for r in records] * 4 + [R1_INSTRUCTION] * 8
+    tok = train_tokenizer(texts, 400, root / "model")
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=512, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    Qwen2ForCausalLM(cfg).save_pretrained(str(root / "model"))
+    return root
+
+
+@pytest.fixture
+def write_recipe(tiny_run, tmp_path):
+    """``write_recipe(**sections) -> path`` of a tiny recipe YAML in ``tmp_path``."""
+    return lambda **sections: recipe(tiny_run, tmp_path, **sections)
+
+
+def recipe(run: Path, out: Path, **sections: dict) -> Path:
+    """Write a tiny recipe YAML in ``out`` (2 prompts x 2 samples, 16-token responses, 2 steps)
+    with ``sections`` replacing whole top-level sections; returns its path."""
+    import yaml
+
+    cfg = {
+        "name": "plugins_experience",
+        "model": {"path": str(run / "model"), "dtype": "float32"},
+        "data": {"input": str(run / "data.jsonl"), "output": str(out / "prep"), "workers": 1},
+        "rollout": {"n_samples_per_prompt": 2, "max_prompt_length": 512,
+                    "max_response_length": 16},
+        "actor": {"lr": 1.0e-3, "global_batch_size": 2, "micro_batch_size": 4, "train_iters": 2},
+        "scoring": {"workers": 1},
+        "checkpoint": {"dir": str(out / "ckpt"), "save_interval": 0, "keep_last": 1},
+        "logging": {"dir": str(out / "logs"), "progress": False, "tensorboard": False},
+        **sections,
+    }
+    path = out / "recipe.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
