@@ -172,7 +172,10 @@ class WorkerSet:
     # -- the batch loop ------------------------------------------------------------------
     def run(self, tasks: Sequence[Task]) -> dict[int, Outcome]:
         self.pending = collections.deque(tasks)
-        self.outcomes: dict[int, Outcome] = {}
+        self.outcomes = {}
+        for w in list(self.workers):          # died while idle (OOM killer...): no task to blame
+            if not w.proc.is_alive():
+                self._replace(w, "error", "worker died while idle")
         chunk = max(1, min(self.chunk_size, math.ceil(len(tasks) / (4 * len(self.workers)))))
         while len(self.outcomes) < len(tasks):
             self._dispatch(chunk)

@@ -119,6 +119,14 @@ def test_pool_survives_everything_in_one_batch(pool):
     assert pool.score(["7"], ["g"]).rewards == [7.5]        # and keeps working afterwards
 
 
+def test_a_worker_killed_between_calls_is_replaced_without_blame(pool):
+    import signal
+    os.kill(pool._workers.workers[0].proc.pid, signal.SIGKILL)
+    pool._workers.workers[0].proc.join(5)
+    b = pool.score(["1", "2", "3"], ["g"] * 3)
+    assert b.components["echo/reward"] == [1.0, 2.0, 3.0] and not b.errors
+
+
 def test_small_calls_are_cheap(pool):
     pool.score(["1"], ["g"])
     t = time.perf_counter()
