@@ -4,15 +4,25 @@ seconds, nothing downloaded)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import attrs
 import pytest
 
-from tests.plugins_experience.installing import EXAMPLES, ensure_installed
+from tests.plugins_experience.installing import EXAMPLES, ensure_installed, install_to
 
 EXAMPLE_DIRS = [EXAMPLES / "r1zero-length-reward", EXAMPLES / "r1zero-template-example",
                 EXAMPLES / "r1zero-cpu-alias"]
+# `r1zero plugin new KIND NAME` for every kind
+SCAFFOLDED = {"rewards": "my_reward", "templates": "my_template", "datasets": "my_dataset",
+              "backends": "my_backend"}
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +30,41 @@ def examples_installed() -> list[Path]:
     """The three example packages, installed editable (skipped if already installed from here)."""
     ensure_installed(EXAMPLE_DIRS)
     return EXAMPLE_DIRS
+
+
+@attrs.frozen
+class AuthorRun:
+    cli_output: str               # what `r1zero plugin new ...` printed, for every kind
+    packages: dict[str, Path]     # kind -> generated package folder
+    site: Path                    # where the generated packages were pip-installed (--target)
+    outcomes: dict[str, list[str]]  # test file name -> ["PASSED", ...] of the pytest run
+    pytest_output: str
+
+
+@pytest.fixture(scope="session")
+def author_run(tmp_path_factory, examples_installed) -> AuthorRun:
+    """What plugin authors do, once for all packages: generate a package of every kind with
+    the CLI, pip-install them, then run the generated tests and the example packages' tests
+    (`python -m pytest` over their folders, in one process to pay its start-up once)."""
+    from r1zero.cli import main
+    from r1zero.scaffold import Names
+
+    root = tmp_path_factory.mktemp("author")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for kind, name in SCAFFOLDED.items():
+            assert main(["plugin", "new", kind, name, "--dir", str(root / "src")]) == 0
+    packages = {k: root / "src" / Names.of(k, n).dist for k, n in SCAFFOLDED.items()}
+    site = install_to(list(packages.values()), root / "site")
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
+                           *map(str, [*packages.values(), *examples_installed])],
+                          capture_output=True, text=True, env=env, cwd=root)
+    outcomes: dict[str, list[str]] = {}
+    for status, file in re.findall(r"^(PASSED|FAILED|ERROR) \S*?([\w.-]+\.py)", proc.stdout, re.M):
+        outcomes.setdefault(file, []).append(status)
+    return AuthorRun(out.getvalue(), packages, site, outcomes, proc.stdout + proc.stderr)
 
 
 @pytest.fixture(scope="session")

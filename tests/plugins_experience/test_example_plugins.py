@@ -5,15 +5,16 @@ from the config (reward composed with base_acc; every component logged and plott
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from r1zero import manager
+from r1zero.cli import main
 from r1zero.config_load import load_config
 from r1zero.manager import PluginHost
 from r1zero.trainer.grpo import GRPOTrainer
 from r1zero.trainer.metrics import read_metrics
+from tests.plugins_experience.conftest import EXAMPLE_DIRS
 
 EXPECTED = {   # entry-point name -> (distribution, what it registers)
     "length_reward": ("r1zero-length-reward", {"rewards": ["length_penalty"]}),
@@ -24,14 +25,10 @@ COMPONENTS = ["base_acc/reward", "base_acc/format", "base_acc/accuracy",
               "length_penalty/reward", "length_penalty/length", "length_penalty/overlong"]
 
 
-def plugins_json(env: dict | None = None) -> dict[str, dict]:
-    out = subprocess.run([sys.executable, "-m", "r1zero.cli", "plugins", "--json"], env=env,
-                         capture_output=True, text=True, check=True).stdout
-    return {row["name"]: row for row in json.loads(out)}
-
-
-def test_cli_lists_the_installed_examples(examples_installed):
-    rows = plugins_json()
+def test_cli_lists_the_installed_examples(examples_installed, capsys, monkeypatch):
+    monkeypatch.setattr(manager, "_default", None)      # the CLI builds its host anew
+    assert main(["plugins", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     for name, (dist, registered) in EXPECTED.items():
         row = rows[name]
         assert (row["source"], row["distribution"], row["version"]) == ("installed", dist, "0.1.0")
@@ -52,19 +49,21 @@ def test_hook_register_backends_cpu_alias(examples_installed):
     assert (backend.device, backend.ray_resource) == ("cpu", "r1zero_cpu")
 
 
-def test_examples_own_tests_pass(examples_installed):
-    """Each package's tests/ as its author runs them (`python -m pytest -q`), all in one go."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           *map(str, examples_installed)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout and "failed" not in proc.stdout
+def test_examples_own_tests_pass(author_run):
+    """Each package's tests/ as its author runs them (`python -m pytest`), see ``author_run``."""
+    for path in EXAMPLE_DIRS:
+        (test_file,) = (path / "tests").glob("test_*.py")
+        n_tests = test_file.read_text().count("\ndef test_")
+        got = author_run.outcomes.get(test_file.name)
+        assert got == ["PASSED"] * n_tests, author_run.pytest_output[-3000:]
 
 
 def test_training_uses_the_examples_by_name(examples_installed, write_recipe, tmp_path):
     path = write_recipe(
         template={"name": "chat_r1"}, backend={"name": "cpu_alias"},
         rewards={"base_acc": {"weight": 1.0},
-                 "length_penalty": {"weight": 0.5, "options": {"max_length": 24, "buffer": 8}}})
+                 "length_penalty": {"weight": 0.5, "options": {"max_length": 24, "buffer": 8}}},
+        actor={"lr": 1.0e-3, "global_batch_size": 2, "micro_batch_size": 4, "train_iters": 1})
     trainer = GRPOTrainer(load_config(path), host=PluginHost().load())
     try:
         trainer.run()
@@ -76,7 +75,7 @@ def test_training_uses_the_examples_by_name(examples_installed, write_recipe, tm
     assert prompt.endswith("\nAssistant:")
 
     records = read_metrics(tmp_path / "logs" / "metrics.jsonl")
-    assert [r["step"] for r in records] == [1, 2]
+    assert [r["step"] for r in records] == [1]
     for rec in records:
         assert all(f"reward/{c}" in rec for c in COMPONENTS), sorted(rec)
         # composition: mean of (1.0 x base_acc + 0.5 x length_penalty) = sum of weighted means
