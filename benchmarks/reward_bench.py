@@ -54,11 +54,14 @@ class Timed:
     def __init__(self, inner: Any):
         self.inner, self.name = inner, inner.name
         self.components = (*inner.components, "seconds", "cpu")
-        self.preload_modules = (type(inner).__module__, "math_verify")
+        # one forkserver serves both scorers: it warms up the same way for both
+        self.preload_modules = (type(inner).__module__, "math_verify",
+                                "r1zero.plugins.rewards.warmup")
         self.in_process, self.in_process_reason = False, ""
 
     def score(self, response: str, ground_truth: str, extra: Mapping[str, Any]) -> dict:
         _cap_memory()
+        logging.getLogger("math_verify").setLevel(logging.ERROR)   # its timeouts are counted
         t, c = time.perf_counter(), time.process_time()
         out = dict(self.inner.score(response, ground_truth, extra))
         out["seconds"], out["cpu"] = time.perf_counter() - t, time.process_time() - c

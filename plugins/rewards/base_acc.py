@@ -57,6 +57,8 @@ class BaseAccScorer:
     components: ClassVar[tuple[str, ...]] = ("format", "accuracy")
     in_process: ClassVar[bool] = False      # math-verify may take seconds: run in the pool
     in_process_reason: ClassVar[str] = ""
+    # imported once by the pool's forkserver: workers (and their replacements) start warm
+    preload_modules: ClassVar[tuple[str, ...]] = ("r1zero.plugins.rewards.warmup",)
 
     def __attrs_post_init__(self) -> None:
         if self.format_mode not in FORMAT_MODES:

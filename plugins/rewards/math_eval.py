@@ -9,18 +9,23 @@ this grammar — the caller then asks math-verify. Nothing is ever evaluated as 
     expr   := ["+"|"-"] term (("+"|"-") term)*
     term   := power (("*"|"\\cdot"|"\\times"|"/"|"\\div"|<juxtaposition>) power)*
     power  := atom ["^" (group | digit | letter)]
-    atom   := number | letter | "\\pi" | "\\infty" | "(" expr ")" | group
-            | "\\frac" group group | "\\sqrt" ["[" expr "]"] group | FUNC "(" expr ")"
+    atom   := number | letter ["_" (group | digit | letter)] | "\\pi" | "\\infty"
+            | "(" expr ")" | group | "\\frac" group group | "\\sqrt" ["[" expr "]"] group
+            | FUNC ["^" ...] "(" expr ")" | ("\\sum"|"\\prod") "_{" letter "=" expr "}^" (group|digit|letter) term
     group  := "{" expr "}"
 
 Letters are variables, looked up in ``point``; ``variables(key)`` lists them so the
-caller can evaluate both answers at the same random points. Bounds: the key is short
+caller can evaluate both answers at the same random points. A subscripted letter
+(``F_{n-1}``, ``x_2``) is an unknown sequence: a fixed pseudo-random value per (letter,
+integer index), the same for both answers, so ``\\sum_{k=0}^{n-1} F_k F_{n-1-k}`` can be
+compared with a reordered sum by evaluating at integer ``n``. Bounds: the key is short
 (the caller checks ``complexity_reason`` first), exponents are capped at ``MAX_EXP`` and
 every arithmetic error (domain, division by zero, complex or nan results) gives None.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any, Callable, Mapping
 
@@ -31,7 +36,8 @@ import mpmath
 CTX = mpmath.MPContext()
 CTX.dps = 50
 MAX_EXP = 1000
-_TOKEN_RE = re.compile(r"\d+\.\d*|\.\d+|\d+|\\[A-Za-z]+ ?|[A-Za-z]|[-+*/^(){}\[\],]| ")
+MAX_TERMS = 2000             # terms of all \sum / \prod in one evaluation, nested ones too
+_TOKEN_RE = re.compile(r"\d+\.\d*|\.\d+|\d+|\\[A-Za-z]+ ?|[A-Za-z]|[-+*/^(){}\[\],_=]| ")
 _FUNCS: dict[str, Callable[[Any], Any]] = {
     r"\sin": CTX.sin, r"\cos": CTX.cos, r"\tan": CTX.tan, r"\ln": CTX.ln, r"\exp": CTX.exp,
     r"\sec": CTX.sec, r"\csc": CTX.csc, r"\cot": CTX.cot, r"\arcsin": CTX.asin,
@@ -43,6 +49,19 @@ _DIV = {"/", r"\div"}
 
 class _Unsupported(Exception):
     pass
+
+
+def _integer(value: Any) -> int:
+    n = int(CTX.nint(value))
+    if abs(value - n) > CTX.mpf(10) ** -30 or abs(n) > 10**6:
+        raise _Unsupported("not a small integer")
+    return n
+
+
+def sequence_value(name: str, index: Any) -> Any:
+    """The unknown sequence ``name`` at an integer index: a fixed value in [0.5, 2.5)."""
+    digest = hashlib.blake2b(f"{name}_{_integer(index)}".encode(), digest_size=8).digest()
+    return CTX.mpf(0.5) + 2 * CTX.mpf(int.from_bytes(digest, "big")) / 2**64
 
 
 def tokens(key: str) -> list[str] | None:
@@ -57,12 +76,17 @@ def tokens(key: str) -> list[str] | None:
 
 
 def variables(toks: list[str]) -> set[str]:
-    return {t for t in toks if len(t) == 1 and t.isalpha()}
+    """Free letters: not a sum's bound variable, not a sequence name (the F of F_k)."""
+    bound = {toks[i + 3] for i, t in enumerate(toks[:-3])
+             if t in (r"\sum", r"\prod") and toks[i + 1:i + 3] == ["_", "{"]}
+    named = {t for t, nxt in zip(toks, toks[1:]) if nxt == "_"}
+    return {t for t in toks if len(t) == 1 and t.isalpha()} - bound - named
 
 
 class _Parser:
     def __init__(self, toks: list[str], point: Mapping[str, Any]):
         self.toks, self.i, self.point = toks, 0, point
+        self.terms_left = MAX_TERMS
 
     def peek(self) -> str | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -144,6 +168,9 @@ class _Parser:
         if tok[0].isdigit() or tok[0] == ".":
             return CTX.mpf(tok)
         if len(tok) == 1 and tok.isalpha():
+            if self.peek() == "_":
+                self.take("_")
+                return sequence_value(tok, self.group() if self.peek() == "{" else self.small())
             return self.point[tok]
         if tok == "(":
             value = self.expr()
@@ -165,6 +192,8 @@ class _Parser:
                 index = self.expr()
                 self.take("]")
             return CTX.root(self.group(), index) if index != 2 else CTX.sqrt(self.group())
+        if tok in (r"\sum", r"\prod"):
+            return self.big_operator(tok == r"\sum")
         if tok in _FUNCS:                   # \sin(x), \sin^2(x), \sin^{2}(x)
             power = self.exponent() if self.peek() == "^" else None
             self.take("(")
@@ -173,6 +202,38 @@ class _Parser:
             value = _FUNCS[tok](arg)
             return value if power is None else value ** power
         raise _Unsupported(tok)
+
+
+    def small(self) -> Any:
+        """One digit or one letter (a bare sub- or superscript)."""
+        tok = self.peek()
+        if tok is None or len(tok) != 1 or not tok.isalnum():
+            raise _Unsupported("expected one digit or letter")
+        return self.atom()
+
+    def big_operator(self, is_sum: bool) -> Any:
+        """``\\sum_{k=a}^{b} term``: a, b integers; MAX_TERMS bounds all of them together."""
+        self.take("_")
+        self.take("{")
+        var = self.take()
+        if len(var) != 1 or not var.isalpha():
+            raise _Unsupported("bound variable")
+        self.take("=")
+        lo = _integer(self.expr())
+        self.take("}")
+        self.take("^")
+        hi = _integer(self.group() if self.peek() == "{" else self.small())
+        self.terms_left -= max(hi - lo + 1, 1)
+        if self.terms_left < 0:
+            raise _Unsupported("too many terms")
+        start, outer, total = self.i, self.point, CTX.mpf(0 if is_sum else 1)
+        for k in range(lo, max(hi, lo) + 1):        # at least once, to find the term's end
+            self.i, self.point = start, {**outer, var: CTX.mpf(k)}
+            value = self.term()
+            if k <= hi:
+                total = total + value if is_sum else total * value
+        self.point = outer
+        return total
 
 
 def evaluate(toks: list[str], point: Mapping[str, Any]) -> list[Any] | None:

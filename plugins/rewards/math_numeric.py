@@ -27,13 +27,15 @@ DIFFER_DECIMAL = CTX.mpf(10) ** -3
 MAX_VARIABLES = 6
 
 
-def points(names: set[str], count: int = 3) -> list[dict[str, Any]]:
-    """``count`` assignments of the variables in ``names`` (the same for the same names)."""
+def points(names: set[str], count: int = 3, integer: bool = False) -> list[dict[str, Any]]:
+    """``count`` assignments of the variables in ``names`` (the same for the same names);
+    ``integer``: whole numbers 4..15, for answers with sums whose bounds are variables."""
     rng = random.Random(20250731)
     ordered = sorted(names - {"e"})
     out = []
     for _ in range(count):
-        point = {n: CTX.mpf(rng.uniform(0.3, 2.7)) for n in ordered}
+        point = {n: CTX.mpf(rng.randint(4, 15) if integer else rng.uniform(0.3, 2.7))
+                 for n in ordered}
         point["e"] = +CTX.e
         out.append(point)
     return out
@@ -83,7 +85,8 @@ def evaluated_verdict(pred_key: str, gold_key: str, guarded: bool) -> bool | Non
         return None
     differ = DIFFER_DECIMAL if has_decimal(pt) or has_decimal(gt) else DIFFER
     outcomes = set()
-    for point in points(names):
+    indexed = any(t in (r"\sum", r"\prod", "_") for t in pt + gt)   # needs integer points
+    for point in points(names, 5 if indexed else 3, integer=indexed):
         a, b = evaluate(pt, point), evaluate(gt, point)
         if a is None or b is None:
             return None

@@ -80,6 +80,10 @@ def test_sets_from_intervals_and_relations():
     ("x=4", "4", True), ("4", "n=4", True), ("4", "n+1=5", False),
     ("(1,2),(3,4)", "(3,4),(1,2)", True),
     ("2x-y=1", "4x-2y=2", True), ("x-y=1", "x+y=1", False), ("x^2+y=1", "x^2+y=2", False),
+    # sums and unknown sequences: integer points, a fixed random value per a_i
+    ("\\sum_{i=1}^{6} i^3", "441", True), ("\\sum_{j=1}^{m} (2j-1)", "m^2", True),
+    ("\\sum_{j=1}^{m} 2j", "m^2", False), ("\\prod_{i=1}^{4} (i+1)", "5!", None),
+    ("a_{m+1}+a_1", "a_1+a_{m+1}", True), ("a_{m+1}", "a_{m}", False),
 ])
 def test_fast_verdicts(pred, gold, verdict):
     p, g = math_equiv.prepare(pred), math_equiv.prepare(gold)

@@ -1,0 +1,48 @@
+"""Warm the answer checker once in the scoring forkserver, before any worker is forked.
+
+Importing this module runs ``warm()``: synthetic answer pairs (none from any benchmark
+corpus) through the fast path and through math-verify. The first equation, sum, matrix or
+set that math-verify meets in a process costs 0.1-1 s of lazy sympy imports and ANTLR
+prediction-cache building; paid here, once, every worker forked afterwards — including
+one that replaces a killed worker — starts warm (copy-on-write). ``BaseAccScorer`` lists
+this module in ``preload_modules``; nothing else should import it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from r1zero.plugins.rewards.math_equiv import _math_verify_equal, answers_equal
+
+log = logging.getLogger("r1zero.scoring")
+
+PAIRS = [
+    ("\\frac{5}{9}", "0.5"), ("3\\sqrt{7}", "\\sqrt{63}"), ("x^3-4x", "x(x-2)(x+2)"),
+    ("(4, -1)", "(4,-1)"), ("[2, 8)", "2 \\le t < 8"), ("(-\\infty, 5] \\cup (6, 7)", "[1,2]"),
+    ("\\{4, 6\\}", "\\{6, 4\\}"), ("u = 12", "12"), ("a_2 = 5, a_1 = 3", "a_1 = 3, a_2 = 5"),
+    ("3p - 2q = 4", "6p - 4q = 8"), ("p^2/9 + q^2/5 = 2", "p^2/3 + q^2/7 = 1"),
+    ("\\begin{pmatrix}2&1\\\\0&3\\end{pmatrix}", "\\begin{bmatrix}2&1\\\\0&4\\end{bmatrix}"),
+    ("\\sum_{j=1}^{m} j^2", "\\frac{m(m+1)(2m+1)}{6}"), ("\\sum_{i=0}^{m-1} G_i", "G_m"),
+    ("\\sin^2(3t)", "1-\\cos^2(3t)"), ("\\log_3 81", "4"), ("e^{2t}", "(e^t)^2"),
+    ("35\\%", "0.35"), ("120^\\circ", "\\frac{2\\pi}{3}"), ("\\text{(E)}", "E"),
+    ("\\pm 4", "\\{-4, 4\\}"), ("s > 2", "(2, \\infty)"), ("2 - 5i", "2-5i"),
+    ("\\binom{9}{4}", "126"), ("7!", "5040"), ("|w - 3|", "3 - w"), ("m \\in (1, 6)", "1<m<6"),
+    ("(2,7),(7,2)", "(7,2),(2,7)"), ("\\frac{\\sqrt{5}-1}{4}", "\\cos(72^\\circ)"),
+]
+
+
+def warm() -> float:
+    """Run every pair both ways through both checkers; returns the seconds it took."""
+    t = time.perf_counter()
+    for a, b in PAIRS:
+        for pred, gold in ((a, b), (b, a)):
+            try:
+                answers_equal(pred, gold)
+                _math_verify_equal(pred, gold)
+            except Exception as exc:  # noqa: BLE001 - warming must never stop a worker
+                log.debug("warm-up pair %r/%r raised %s", pred, gold, exc)
+    return time.perf_counter() - t
+
+
+SECONDS = warm()
