@@ -7,11 +7,12 @@ that math-verify answers. Between the two the verdict is left open.
 
 ``evaluated_verdict(pred_key, gold_key, guarded)`` evaluates both keys at three fixed
 pseudo-random points for their variables (``e`` is Euler's number; ``i`` is left to
-math-verify) and returns True when every item is equal at every point and both are written
+math-verify; five whole-number points when a sum, product or subscript needs integers)
+and returns True when every item is equal at every point and both are written
 alike (bare lists or parenthesised tuples); False when the lists have equal length and some
 item has no partner that is not clearly different — unless ``guarded`` (a % or degree sign
 was stripped); None otherwise. Two different expressions of this grammar agreeing at three
-random points is a probability-zero event.
+random real points is a probability-zero event (at five integer points, a very unlikely one).
 """
 
 from __future__ import annotations
