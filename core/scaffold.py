@@ -72,6 +72,7 @@ def package_files(kind: str, name: str) -> dict[str, str]:
         "README.md": n.fill(README + sk.readme_use),
         f"{n.module}/__init__.py": n.fill(sk.module),
         f"tests/test_{n.module}.py": n.fill(sk.test),
+        ".gitignore": "build/\n*.egg-info/\n__pycache__/\n",
     }
 
 
