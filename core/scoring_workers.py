@@ -150,7 +150,7 @@ class WorkerSet:
                                f"worker processes (pickling failed: {exc}); define them at "
                                f"module level of an importable module") from exc
         self.workers = [self._new_worker() for _ in range(workers)]
-        self.replaced = 0
+        self.replaced, self.started = 0, False     # no replacing until all started once
         deadline = time.monotonic() + START_TIMEOUT_S
         while not all(w.ready for w in self.workers):
             if time.monotonic() > deadline:
@@ -165,6 +165,7 @@ class WorkerSet:
                     f"a scoring worker exited with code {code} before it was ready; can the "
                     f"scorers {[s.name for s in scorers]} be unpickled in a fresh process "
                     f"(defined at module level of an importable module)?")
+        self.started = True
 
     def _new_worker(self) -> _Worker:
         return _Worker(self.ctx, self.blob, self.module_files)
@@ -225,7 +226,7 @@ class WorkerSet:
                     w.since = time.monotonic()
         except (EOFError, OSError):
             pass
-        if not w.proc.is_alive():
+        if self.started and not w.proc.is_alive():
             w.proc.join(timeout=1)
             self._replace(w, "error", f"worker process died (exit code {w.proc.exitcode})")
 
