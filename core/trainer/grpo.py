@@ -103,7 +103,7 @@ class GRPOTrainer:
         advantages = group_advantages(rewards, n, cfg.algorithm.adv_eps,
                                       scale=cfg.algorithm.adv_estimator == "group_norm")
         seqs = [(r.input_ids, resp) for r, resp in zip(owners, out.response_ids)]
-        update = self._update(seqs, advantages)
+        update = self.update(seqs, advantages)
         self.rollout.sync_weights()
         step_s = time.perf_counter() - t0
         return self._metrics(rows, out, scored, update, step_s)
@@ -129,7 +129,8 @@ class GRPOTrainer:
                 out[i] = logp[row, :len(seqs[i][1])]
         return out
 
-    def _update(self, seqs: list, advantages: torch.Tensor) -> dict[str, float]:
+    def update(self, seqs: list, advantages: torch.Tensor) -> dict[str, float]:
+        """PPO-style updates on (prompt_ids, response_ids) pairs with per-sequence advantages."""
         cfg, eng = self.cfg, self.engine
         a, alg = cfg.actor, cfg.algorithm
         n_seq = len(seqs)

@@ -1,0 +1,56 @@
+"""A tiny end-to-end setup: a random Qwen2 model, the shared tiny tokenizer, demo problems."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+
+@pytest.fixture(scope="session")
+def tiny_setup(tmp_path_factory, tiny_tokenizer):
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from r1zero.demo.arith import demo_records
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer)
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=256, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    model_dir = root / "model"
+    Qwen2ForCausalLM(cfg).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    data = root / "problems.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in demo_records(24, seed=3)))
+    return {"root": root, "model": model_dir, "data": data}
+
+
+def recipe(setup: dict, run_dir, **sections) -> dict:
+    """A base config dict for a tiny run under ``run_dir``; ``sections`` update it."""
+    base = {
+        "name": "tiny",
+        "model": {"path": str(setup["model"]), "dtype": "float32"},
+        "data": {"input": str(setup["data"]), "output": str(setup["root"] / "prep"), "workers": 1},
+        "template": {"name": "r1_demo"},
+        "rewards": {"base_acc": {"weight": 1.0, "options": {"format_weight": 0.5}}},
+        "scoring": {"workers": 1, "timeout_s": 5.0},
+        "backend": {"name": "cpu", "num_threads": 1},
+        "rollout": {"n_samples_per_prompt": 4, "max_prompt_length": 128, "max_response_length": 12},
+        "actor": {"lr": 1.0e-3, "global_batch_size": 2, "micro_batch_size": 8, "train_iters": 4},
+        "checkpoint": {"dir": str(run_dir / "ckpt"), "save_interval": 1, "keep_last": 2},
+        "logging": {"dir": str(run_dir / "logs"), "progress": False, "tensorboard": True},
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    return base
+
+
+def write_recipe(path, cfg: dict):
+    path.write_text(yaml.safe_dump(cfg))
+    return path
