@@ -37,3 +37,59 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"done: step {trainer.step}, reward {last['reward/mean']:.3f}; "
               f"metrics in {trainer.writer.path}")
     return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from r1zero.score_cmd import run_score
+
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            from r1zero.errors import ConfigError
+
+            raise ConfigError(f"--option {item!r} must look like key=value")
+        options[key] = value
+    return run_score(args.input, args.scorer or ["base_acc"], options, workers=args.workers,
+                     timeout_s=args.timeout, output=args.output, as_json=args.json)
+
+
+def _backend_and_config(args: argparse.Namespace):
+    from r1zero.registry import get_backend, host_for
+
+    cfg = load_config(args.config, args.overrides)
+    return get_backend(cfg.backend.name, cfg.backend.plugin, host_for(cfg)), cfg
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    """Print (or write) the script every node runs to form the Ray cluster and train."""
+    from r1zero import launch
+
+    backend, cfg = _backend_and_config(args)
+    script = launch.node_script(backend, cfg, args.config, master_addr=args.master_addr,
+                                port=args.port, overrides=args.overrides)
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(script)
+        Path(args.output).chmod(0o755)
+        print(f"wrote {args.output}: run it on every node (the one at {args.master_addr} is the head)")
+    else:
+        print(script, end="")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Print the MindSpeed-LLM HF -> mcore command for this recipe's layout (checks FP8 first)."""
+    import shlex
+
+    from r1zero import convert
+
+    _, cfg = _backend_and_config(args)
+    if args.check:
+        convert.require_bf16(args.load_dir, cfg.model.num_layers or 61)
+    cmd = convert.convert_command(cfg, args.load_dir, args.save_dir, dialect=args.dialect,
+                                  mtp_num_layers=args.mtp_num_layers,
+                                  mindspeed_llm_dir=args.mindspeed_llm_dir)
+    print(shlex.join(cmd))
+    return 0
