@@ -9,6 +9,8 @@ sync after an optimizer step costs nothing.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import math
 from typing import Any, Sequence
 
@@ -40,10 +42,7 @@ class TorchTrainEngine:
     def logprobs(self, model: torch.nn.Module, batch: "SeqBatch", temperature: float,
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, R) log-probs of the response tokens (and their entropies when asked)."""
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                       position_ids=batch.position_ids).logits
-        # position t predicts token t+1; keep only the rows that predict response tokens
-        logits = logits[:, batch.prompt_width - 1:-1].float()
+        logits = response_logits(model, batch).float()
         if temperature != 1.0:
             logits = logits / temperature
         logz = torch.logsumexp(logits, dim=-1)
@@ -53,6 +52,41 @@ class TorchTrainEngine:
             probs = torch.softmax(logits, dim=-1)
             ent = logz - (probs * logits).sum(-1)
         return logp, ent
+
+
+def response_logits(model: torch.nn.Module, batch: "SeqBatch") -> torch.Tensor:
+    """(B, R, V) logits that predict the response tokens (position t predicts token t+1).
+
+    When rows share a prompt (``batch.shared``: the n samples of a GRPO group), each distinct
+    prompt runs once and its keys/values are gathered for the rows that continue it. Exact,
+    since a prompt token never attends to a response token; it saves (B - G) * P positions of
+    forward and backward (~40% of a step at P ~ R).
+    """
+    pw = batch.prompt_width
+    if not batch.shared:
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                       position_ids=batch.position_ids).logits
+        return logits[:, pw - 1:-1]
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    kw, keep = _forward_kwargs(type(model))
+    head = model(input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask,
+                 position_ids=batch.prompt_positions, use_cache=True, **{kw: cache},
+                 **keep).logits[:, -1:]
+    cache.batch_select_indices(batch.row_prompt)   # (G, ...) -> (B, ...), differentiable
+    rest = model(input_ids=batch.response_ids, attention_mask=batch.attention_mask,
+                 position_ids=batch.position_ids[:, pw:], use_cache=True, **{kw: cache}).logits
+    return torch.cat([head[batch.row_prompt], rest[:, :-1]], dim=1)
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_kwargs(model_cls: type) -> tuple[str, dict]:
+    """The cache argument's name (transformers 5 renamed ``past_key_values`` to ``cache``) and
+    ``logits_to_keep=1`` where the model takes it (no LM head over prompt positions)."""
+    params = inspect.signature(model_cls.forward).parameters
+    kw = "cache" if "cache" in params else "past_key_values"
+    return kw, ({"logits_to_keep": 1} if "logits_to_keep" in params else {})
 
 
 def lr_lambda(a: Any):
@@ -75,6 +109,9 @@ class SeqBatch:
 
     Prompts are left-padded to ``prompt_width`` and responses right-padded to R, so the
     response of every row starts at the same column and log-probs line up as (B, R).
+    The G distinct prompts are also kept once: ``prompt_ids`` / ``prompt_mask`` /
+    ``prompt_positions`` (G, P) and ``row_prompt`` (B,), each row's prompt; ``shared`` is
+    True when G < B.
     """
 
     def __init__(self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
@@ -95,6 +132,18 @@ class SeqBatch:
         self.position_ids = (attn.cumsum(-1) - 1).clamp(min=0).to(device)
         self.response_ids = self.input_ids[:, self.prompt_width:]
         self.response_mask = attn[:, self.prompt_width:].to(device=device, dtype=torch.float32)
+        first: dict[tuple[int, ...], int] = {}     # distinct prompt -> its index g
+        rows, row_prompt = [], []                   # rows[g]: first row with prompt g
+        for i, p in enumerate(prompts):
+            g = first.setdefault(tuple(p), len(first))
+            if g == len(rows):
+                rows.append(i)
+            row_prompt.append(g)
+        self.shared = len(first) < b
+        self.row_prompt = torch.tensor(row_prompt, dtype=torch.long, device=device)
+        self.prompt_ids = self.input_ids[rows, :self.prompt_width]
+        self.prompt_mask = self.attention_mask[rows, :self.prompt_width]
+        self.prompt_positions = self.position_ids[rows, :self.prompt_width]
 
 
 class SamplerRolloutEngine:
