@@ -27,6 +27,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from r1zero.trainer.grpo import GRPOTrainer
 
     cfg = load_config(args.config, args.overrides)
+    if cfg.ray.enabled:
+        from r1zero.trainer.ray_runner import run_on_ray
+
+        history = run_on_ray(cfg, resume=args.resume)
+        if history:
+            print(f"done: {len(history)} steps on Ray, reward {history[-1]['reward/mean']:.3f}; "
+                  f"metrics in {cfg.logging.dir}/metrics.jsonl")
+        return 0
     trainer = GRPOTrainer(cfg, resume=args.resume)
     try:
         history = trainer.run()

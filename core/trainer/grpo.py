@@ -31,12 +31,15 @@ log = logging.getLogger("r1zero.train")
 
 
 class GRPOTrainer:
-    def __init__(self, cfg: Any, resume: bool = False, host: Any = None):
+    def __init__(self, cfg: Any, resume: bool = False, host: Any = None, dist: Any = None):
+        """``dist``: a ``trainer.dist.DataParallel`` when this is one rank of a data-parallel
+        run (``trainer.ray_runner``); None for one process."""
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        self.cfg = cfg
+        self.cfg, self.dist = cfg, dist
+        self.is_main = dist is None or dist.is_main
         host = host or host_for(cfg)
         self.backend = get_backend(cfg.backend.name, cfg.backend.plugin, host)
         self.backend.require()
@@ -50,18 +53,19 @@ class GRPOTrainer:
         self.scoring = ScoringPool(get_scorers(cfg, host), workers=cfg.scoring.workers,
                                    timeout_s=cfg.scoring.timeout_s)
         self.order = PromptOrder(len(self.prompts), cfg.data.seed, cfg.data.shuffle)
-        self.generator = torch.Generator().manual_seed(cfg.actor.seed)
+        self.generator = torch.Generator().manual_seed(cfg.actor.seed + (dist.rank if dist else 0))
         self.step = 0
         if resume:
             self._resume()
         self.writer = MetricsWriter(cfg.logging.dir, cfg.logging.tensorboard,
-                                    resume_step=self.step if resume else None)
+                                    resume_step=self.step if resume else None) \
+            if self.is_main else dist.null_writer()
         self.timings: dict[str, float] = {}
 
     # -- loop --------------------------------------------------------------------------
     def run(self, on_step: Callable[[int, dict], None] | None = None) -> list[dict]:
         cfg, history = self.cfg, []
-        bar = _progress(cfg, self.step)
+        bar = _progress(cfg, self.step) if self.is_main else None
         try:
             while self.step < cfg.actor.train_iters:
                 self.step += 1
@@ -83,7 +87,7 @@ class GRPOTrainer:
             if bar is not None:
                 bar.close()
             self.writer.close()
-        if cfg.logging.plots:
+        if cfg.logging.plots and self.is_main:
             plot_curves(self.writer.path, Path(cfg.logging.dir) / "plots", cfg.name)
         return history
 
@@ -91,7 +95,10 @@ class GRPOTrainer:
         cfg, n = self.cfg, self.cfg.rollout.n_samples_per_prompt
         self.timings = {}
         t0 = time.perf_counter()
-        rows = [self.prompts[i] for i in self.order.take(cfg.actor.global_batch_size)]
+        ids = self.order.take(cfg.actor.global_batch_size)
+        if self.dist is not None:       # this rank's share; a GRPO group never spans ranks
+            ids = self.dist.shard(ids, cfg.actor.mini_batch_size or cfg.actor.global_batch_size)
+        rows = [self.prompts[i] for i in ids]
         with self._timer("rollout"):
             out = self.rollout.generate([r.input_ids for r in rows], n, self.generator)
         with self._timer("reward"):
@@ -135,6 +142,8 @@ class GRPOTrainer:
         a, alg = cfg.actor, cfg.algorithm
         n_seq = len(seqs)
         mini = (a.mini_batch_size or a.global_batch_size) * cfg.rollout.n_samples_per_prompt
+        if self.dist is not None:       # this rank's piece of each mini-batch (dist.shard_prompts)
+            mini //= self.dist.world
         everything = self._micro_batches(list(range(n_seq)), seqs)
         logp_ref: dict[int, torch.Tensor] = {}
         if eng.ref is not None:
@@ -164,6 +173,8 @@ class GRPOTrainer:
         token_mean = alg.loss_agg == "token-mean"
         total = sum(len(seqs[i][1]) for idx in micro for i in idx) if token_mean else \
             sum(len(idx) for idx in micro)
+        if self.dist is not None:       # shares of the global mini-batch, not of this rank's piece
+            total = self.dist.sum_int(total)
         total = max(1, total)
         stats: dict[str, float] = {}
         eng.optimizer.zero_grad(set_to_none=True)
@@ -190,6 +201,9 @@ class GRPOTrainer:
             for k, v in (("pg_loss", pg), ("kl", kl), ("entropy", entropy),
                          ("clipfrac", clipfrac), ("approx_kl", approx_kl), ("loss", loss)):
                 stats[k] = stats.get(k, 0.0) + float(v.detach()) * share
+        if self.dist is not None:       # the single-process gradient on every rank, then clip
+            self.dist.all_reduce_grads(eng.model.parameters())
+            stats = self.dist.sum_stats(stats)
         params = [p for p in eng.model.parameters() if p.grad is not None]
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.actor.clip_grad))
         stats["lr"] = eng.optimizer.param_groups[0]["lr"]
@@ -200,34 +214,44 @@ class GRPOTrainer:
     # -- metrics, checkpoints --------------------------------------------------------
     def _metrics(self, rows, out, scored, update, step_s) -> dict[str, Any]:
         cfg, n = self.cfg, self.cfg.rollout.n_samples_per_prompt
-        lens = [len(r) for r in out.response_ids]
-        plens = [len(r.input_ids) for r in rows]
+        s = {"ids": [r.id for r in rows], "plens": [len(r.input_ids) for r in rows],
+             "lens": [len(r) for r in out.response_ids], "finished": [bool(f) for f in out.finished],
+             "rewards": list(scored.rewards), "components": dict(scored.components),
+             "counts": dict(scored.counts)}
+        timings = self.timings
+        if self.dist is not None:       # all ranks' samples in rank order; the slowest rank's times
+            s, timings, step_s = self.dist.merge_step(s, timings, step_s)
+        lens, plens = s["lens"], s["plens"]
         m: dict[str, Any] = {
-            "reward/mean": float(np.mean(scored.rewards)),
-            "reward/std": float(np.std(scored.rewards)),
+            "reward/mean": float(np.mean(s["rewards"])),
+            "reward/std": float(np.std(s["rewards"])),
             "response_length/mean": float(np.mean(lens)),
             "response_length/max": int(max(lens)),
-            "response_length/clipped": float(np.mean([not f for f in out.finished])),
+            "response_length/clipped": float(np.mean([not f for f in s["finished"]])),
             "prompt_length/mean": float(np.mean(plens)),
         }
-        for key, values in scored.components.items():
+        for key, values in s["components"].items():
             m[f"reward/{key}"] = float(np.mean(values))
             comp = key.split("/", 1)[1]
             if comp != "reward":
                 m.setdefault(f"reward/{comp}", float(np.mean(values)))
-        m.update({k: v for k, v in scored.counts.items()})
+        m.update({k: v for k, v in s["counts"].items()})
         m.update({f"actor/{k}": v for k, v in update.items()})
-        m.update({f"timing/{k}": v for k, v in self.timings.items()})
+        m.update({f"timing/{k}": v for k, v in timings.items()})
         m["timing/all"] = step_s
         m["throughput/tokens_per_s_per_device"] = tokens_per_s_per_device(
-            float(np.mean(plens)), float(np.mean(lens)), len(rows), n, self.backend.world_size(cfg), step_s)
+            float(np.mean(plens)), float(np.mean(lens)), len(plens), n, self.backend.world_size(cfg), step_s)
         m["throughput/completions_per_s"] = len(lens) / step_s
-        m["data/ids"] = [r.id for r in rows]
+        m["data/ids"] = s["ids"]
         return m
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
         extra = {"data": self.order.state(), "rng": checkpoint.rng_state(self.generator),
                  "step": self.step}
+        if self.dist is not None:       # every rank's sampler stream, for an exact resume
+            extra["rng_ranks"] = self.dist.gather(extra["rng"])
+            if not self.is_main:
+                return None
         return checkpoint.save(self.cfg.checkpoint.dir, self.step, self.engine, self.tokenizer,
                                extra, self.cfg.checkpoint.keep_last)
 
@@ -240,7 +264,9 @@ class GRPOTrainer:
             return
         state = checkpoint.load(path, self.engine)
         self.order.load(state["data"])
-        checkpoint.set_rng_state(state["rng"], self.generator)
+        rng = state["rng"] if self.dist is None else self.dist.rank_rng(state)
+        if rng:
+            checkpoint.set_rng_state(rng, self.generator)
         self.step = state["step"]
         log.info("resumed from %s at step %d", path, self.step)
 

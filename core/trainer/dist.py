@@ -1,0 +1,208 @@
+"""Data parallelism for the GRPO trainer: the few collectives where ranks must agree.
+
+Every rank is a whole integrated worker (rollout, reference and actor on one device, as
+MindSpeed-RL's ``use_integrated_worker``). Each step all ranks draw the same global batch of
+prompts and keep their share (``shard_prompts``); rollout, scoring and advantages stay local,
+since a GRPO group never spans ranks. The optimizer step equals the single-process one:
+
+    loss = sum_k share_k * loss_k,   share_k = tokens_k / tokens(global mini-batch)
+
+so with the token total summed over ranks (``sum_int``) and the gradients summed over ranks
+(``all_reduce_grads``) before clipping, every rank holds the single-process gradient and takes
+the same step. ``GRPOTrainer(dist=None)`` is the single-process trainer, untouched.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.distributed as tdist
+
+from r1zero.errors import ConfigError
+
+log = logging.getLogger("r1zero.train")
+
+
+def check_data_parallel(cfg: Any, world: int) -> None:
+    """The global batch and each mini-batch (in prompts) must split evenly over ``world`` ranks."""
+    a = cfg.actor
+    if a.global_batch_size % world:
+        raise ConfigError(f"global_batch_size {a.global_batch_size} does not divide over the "
+                          f"{world} data-parallel workers", key="actor.global_batch_size")
+    mini = a.mini_batch_size or a.global_batch_size
+    if mini % world:
+        raise ConfigError(f"mini_batch_size {mini} does not divide over the {world} "
+                          f"data-parallel workers", key="actor.mini_batch_size")
+
+
+def shard_prompts(ids: Sequence[int], mini: int, rank: int, world: int) -> list[int]:
+    """Rank ``rank``'s prompts of a step: the rank-th contiguous piece of each mini-batch.
+
+    ids = [0..7], mini 4, world 2 -> rank 0 [0, 1, 4, 5], rank 1 [2, 3, 6, 7]. Rank r's k-th
+    local mini-batch is then its piece of the k-th global one, so the ranks' pieces together
+    are exactly the mini-batch one process would take (mini == global: one contiguous share).
+    """
+    per = mini // world
+    out: list[int] = []
+    for start in range(0, len(ids), mini):
+        out.extend(ids[start + rank * per:start + (rank + 1) * per])
+    return out
+
+
+def unshard_prompts(parts: Sequence[Sequence[Any]], mini: int) -> list[Any]:
+    """Inverse of ``shard_prompts``: the ranks' pieces (rank order) -> the global order."""
+    per = mini // len(parts)
+    out: list[Any] = []
+    for start in range(0, len(parts[0]), per):
+        for part in parts:
+            out.extend(part[start:start + per])
+    return out
+
+
+def merge_records(parts: Sequence[dict]) -> dict:
+    """Per-rank sample records -> one, in rank order: lists concatenate, dicts of lists
+    concatenate key by key, dicts of numbers (counts) add up."""
+    out: dict[str, Any] = {}
+    for key, first in parts[0].items():
+        if isinstance(first, dict):
+            keys = list(dict.fromkeys(k for p in parts for k in p[key]))
+            if all(isinstance(v, (list, tuple)) for p in parts for v in p[key].values()):
+                out[key] = {k: [x for p in parts for x in p[key].get(k, [])] for k in keys}
+            else:
+                out[key] = {k: sum(p[key].get(k, 0) for p in parts) for k in keys}
+        else:
+            out[key] = [x for p in parts for x in p[key]]
+    return out
+
+
+class NullWriter:
+    """The metrics writer of ranks > 0: rank 0 alone writes metrics, plots and checkpoints."""
+    path = None
+
+    def write(self, step: int, metrics: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class DataParallel:
+    """This process's rank in a ``torch.distributed`` group, and the trainer's collectives."""
+
+    def __init__(self, rank: int, world: int, device: str = "cpu"):
+        self.rank, self.world, self.device = rank, world, torch.device(device)
+        self.mini: int | None = None        # prompts per mini-batch of the last ``shard``
+
+    @classmethod
+    def init(cls, rank: int, world: int, collective: str, master: tuple[str, int],
+             device: str = "cpu", timeout_s: float = 1800) -> "DataParallel":
+        """Join the group by TCP rendezvous at ``master`` = (rank 0's node IP, a free port)."""
+        tdist.init_process_group(collective, init_method=f"tcp://{master[0]}:{master[1]}",
+                                 rank=rank, world_size=world,
+                                 timeout=datetime.timedelta(seconds=timeout_s))
+        return cls(rank, world, device)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, ids: Sequence[int], mini: int) -> list[int]:
+        self.mini = mini
+        return shard_prompts(ids, mini, self.rank, self.world)
+
+    def null_writer(self) -> NullWriter:
+        return NullWriter()
+
+    def sum_int(self, value: int) -> int:
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        tdist.all_reduce(t)
+        return int(t.item())
+
+    def sum_stats(self, stats: dict[str, float]) -> dict[str, float]:
+        """Add up per-rank statistics that are already weighted by their global share."""
+        keys = sorted(stats)
+        t = torch.tensor([stats[k] for k in keys], dtype=torch.float64, device=self.device)
+        tdist.all_reduce(t)
+        return dict(zip(keys, t.tolist()))
+
+    def all_reduce_grads(self, params: Iterable[torch.nn.Parameter],
+                         bucket_numel: int = 1 << 24) -> None:
+        """Sum gradients over ranks in float32 buckets. A parameter with no gradient on any rank
+        keeps ``grad=None`` (as it would in one process); one with a gradient somewhere gets the
+        sum, zeros standing in for the ranks where it had none."""
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            return
+        seen = torch.tensor([float(p.grad is not None) for p in params], device=self.device)
+        tdist.all_reduce(seen)
+        live = [p for p, s in zip(params, seen.tolist()) if s > 0]
+        for p in live:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        bucket: list[torch.nn.Parameter] = []
+        size = 0
+        for p in live:
+            bucket.append(p)
+            size += p.numel()
+            if size >= bucket_numel:
+                _reduce_bucket(bucket)
+                bucket, size = [], 0
+        if bucket:
+            _reduce_bucket(bucket)
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        out: list[Any] = [None] * self.world
+        tdist.all_gather_object(out, obj)
+        return out
+
+    def merge_step(self, record: dict, timings: dict[str, float],
+                   step_s: float) -> tuple[dict, dict[str, float], float]:
+        """All ranks' samples of this step (rank order; ``ids`` back in the global order) and
+        the slowest rank's timings."""
+        parts = self.gather((record, timings, step_s))
+        names = list(dict.fromkeys(k for _, t, _ in parts for k in t))
+        slowest = {k: max(t.get(k, 0.0) for _, t, _ in parts) for k in names}
+        merged = merge_records([r for r, _, _ in parts])
+        if "ids" in record and self.mini:
+            merged["ids"] = unshard_prompts([r["ids"] for r, _, _ in parts], self.mini)
+        return merged, slowest, max(s for _, _, s in parts)
+
+    def rank_rng(self, state: dict) -> dict:
+        """This rank's RNG state from a checkpoint's ``rng_ranks`` (written by a run of the same
+        world size); otherwise rank 0's state with a warning (sampling then differs)."""
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.world:
+            return ranks[self.rank]
+        if self.rank:
+            log.warning("checkpoint has RNG states for %s ranks, this run has %d: rank %d "
+                        "keeps its own sampler seed", len(ranks) if ranks else 1, self.world,
+                        self.rank)
+            return {}
+        return state["rng"]
+
+    def check_same(self, what: str, value: Any) -> None:
+        """Raise unless every rank holds the same ``value`` (e.g. the data and weights)."""
+        values = self.gather(value)
+        odd = [r for r, v in enumerate(values) if v != values[0]]
+        if odd:
+            raise RuntimeError(f"data-parallel ranks disagree on {what}: rank 0 has {values[0]!r}, "
+                               f"rank(s) {odd} have {[values[r] for r in odd]!r}; every node "
+                               "needs the same model, data and config")
+
+    def close(self) -> None:
+        if tdist.is_initialized():
+            tdist.destroy_process_group()
+
+
+def _reduce_bucket(bucket: list[torch.nn.Parameter]) -> None:
+    flat = torch.cat([p.grad.reshape(-1).float() for p in bucket])
+    tdist.all_reduce(flat)
+    offset = 0
+    for p in bucket:
+        n = p.numel()
+        p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+        offset += n

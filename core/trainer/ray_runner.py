@@ -1,0 +1,216 @@
+"""Data-parallel GRPO over Ray: one integrated worker (rollout, reference and actor on one
+device, MindSpeed-RL's ``use_integrated_worker``) per device of the cluster.
+
+    r1zero train recipe.yaml ray.enabled=true                      # local Ray on this machine
+    r1zero launch recipe.yaml --master-addr IP > node.sh           # Ray cluster: every node runs
+                                                                   # node.sh (ray.address: auto)
+
+``run_on_ray(cfg)`` joins the cluster (or starts a local one), reserves ``world`` devices under
+the backend's Ray resource name with one STRICT_PACK placement group per node, starts one
+``TrainWorker`` actor per device, forms a ``torch.distributed`` group (the backend's collective)
+by TCP rendezvous at rank 0's node, and runs ``GRPOTrainer`` on every rank. The update equals
+the single-process one (``trainer.dist``); rank 0 writes metrics, plots and checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any, Callable, Sequence
+
+from r1zero.errors import BackendUnavailable, ConfigError
+
+log = logging.getLogger("r1zero.train")
+PLACEMENT_TIMEOUT_S = 300
+# Ray's per-accelerator switch that leaves all devices visible to every worker
+_VISIBLE = {"GPU": "CUDA_VISIBLE_DEVICES", "NPU": "ASCEND_RT_VISIBLE_DEVICES"}
+
+
+class TrainWorker:
+    """Rank ``rank`` of ``world``: a ``GRPOTrainer`` with a ``DataParallel`` helper (a Ray actor)."""
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+        self.trainer: Any = None
+        self.dist: Any = None
+
+    def rendezvous(self) -> tuple[str, int]:
+        """This node's IP and a port free on it (asked of rank 0)."""
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            return ray.util.get_node_ip_address(), s.getsockname()[1]
+
+    def setup(self, cfg: Any, master: tuple[str, int], resume: bool) -> None:
+        from r1zero.registry import get_backend, host_for
+        from r1zero.trainer.dist import DataParallel
+        from r1zero.trainer.grpo import GRPOTrainer
+
+        backend = get_backend(cfg.backend.name, cfg.backend.plugin, host_for(cfg))
+        device = backend.torch_device()
+        if device != "cpu":
+            _select_device(device, backend.ray_resource)
+        self.dist = DataParallel.init(self.rank, self.world, backend.collective, master, device)
+        self.trainer = GRPOTrainer(cfg, resume=resume, dist=self.dist)
+        self.dist.check_same("the prompts, data position and step",
+                             (len(self.trainer.prompts), self.trainer.order.state(), self.trainer.step))
+        weights = sum(float(p.detach().float().sum()) for p in self.trainer.engine.model.parameters())
+        self.dist.check_same("the model weights (sum)", f"{weights:.6g}")
+
+    def run(self) -> list[dict]:
+        history = self.trainer.run()
+        return history if self.rank == 0 else []
+
+    def apply(self, fn: Callable, *args: Any) -> Any:
+        """``fn(trainer, *args)`` on this rank (tests and tools)."""
+        return fn(self.trainer, *args)
+
+    def close(self) -> None:
+        if self.trainer is not None:
+            self.trainer.close()
+        if self.dist is not None:
+            self.dist.close()
+
+
+def _select_device(device: str, resource: str) -> None:
+    """Bind this process to its device: index 0 when Ray narrowed the visible devices to the one
+    it assigned, the assigned id when ``RAY_EXPERIMENTAL_NOSET_<VAR>`` keeps all visible."""
+    import ray
+    import torch
+
+    ids = ray.get_runtime_context().get_accelerator_ids().get(resource, [])
+    var = _VISIBLE.get(resource, "")
+    index = int(ids[0]) if ids and os.environ.get(f"RAY_EXPERIMENTAL_NOSET_{var}") else 0
+    getattr(torch, device).set_device(index)
+
+
+def _actor_options(resource: str) -> dict[str, Any]:
+    if resource == "CPU":
+        return {"num_cpus": 1}
+    if resource == "GPU":
+        return {"num_cpus": 0, "num_gpus": 1}
+    return {"num_cpus": 0, "resources": {resource: 1}}
+
+
+class WorkerGroup:
+    """``world`` ranks as Ray actors on per-node STRICT_PACK placement groups."""
+
+    def __init__(self, cfg: Any, backend: Any, resume: bool = False):
+        import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from r1zero.launch import cluster_ready, expected_resources, per_node, runtime_env
+
+        self.world = backend.world_size(cfg)
+        res, n = backend.ray_resource, per_node(backend, cfg)
+        ok, text = cluster_ready(ray.cluster_resources(), expected_resources(backend, cfg))
+        if not ok:                      # not a matter of waiting for other jobs to finish
+            raise BackendUnavailable(backend.name, f"the Ray cluster is too small: {text}")
+        self.groups = [placement_group([{res: 1}] * n, strategy="STRICT_PACK")
+                       for _ in range(cfg.backend.num_nodes)]
+        self.actors: list[Any] = []
+        try:
+            ready, _ = ray.wait([g.ready() for g in self.groups], num_returns=len(self.groups),
+                                timeout=PLACEMENT_TIMEOUT_S)
+            if len(ready) < len(self.groups):
+                raise BackendUnavailable(backend.name, (
+                    f"Ray could not place {cfg.backend.num_nodes} node(s) x {n} {res} within "
+                    f"{PLACEMENT_TIMEOUT_S} s (busy, or fewer per node); available now: "
+                    f"{ray.available_resources().get(res, 0):g} {res}"))
+            remote = ray.remote(TrainWorker)
+            env = runtime_env(backend, cfg)
+            for rank in range(self.world):
+                strategy = PlacementGroupSchedulingStrategy(
+                    self.groups[rank // n], placement_group_bundle_index=rank % n)
+                self.actors.append(remote.options(
+                    scheduling_strategy=strategy, runtime_env=env, **_actor_options(res)
+                ).remote(rank, self.world))
+            master = ray.get(self.actors[0].rendezvous.remote())
+            self.wait([a.setup.remote(cfg, master, resume) for a in self.actors])
+        except BaseException:
+            self.close()
+            raise
+
+    def wait(self, refs: Sequence[Any]) -> list[Any]:
+        """Results in rank order; the first rank to fail stops them all (the others would wait
+        in a collective forever) and its error is raised."""
+        import ray
+
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            ray.get(done[0])            # raises the rank's own error
+        return ray.get(list(refs))
+
+    def apply(self, fn: Callable, per_rank_args: Sequence[tuple] | None = None) -> list[Any]:
+        args = per_rank_args or [()] * self.world
+        return self.wait([a.apply.remote(fn, *x) for a, x in zip(self.actors, args)])
+
+    def run(self) -> list[dict]:
+        return self.wait([a.run.remote() for a in self.actors])[0]
+
+    def close(self) -> None:
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        if self.actors:
+            try:
+                ray.get([a.close.remote() for a in self.actors], timeout=60)
+            except Exception as exc:   # a dead rank: its siblings are killed below anyway
+                log.warning("closing Ray workers: %s", exc)
+        for a in self.actors:
+            ray.kill(a)
+        for g in self.groups:
+            remove_placement_group(g)
+        self.actors, self.groups = [], []
+
+
+def connect(cfg: Any, backend: Any) -> bool:
+    """Join ``ray.address`` or start a local Ray; True when this call started it. An already
+    initialised Ray (a test's, a notebook's) is used as it is."""
+    import ray
+
+    from r1zero.launch import runtime_env, start_local
+
+    if ray.is_initialized():
+        return False
+    if cfg.ray.address is None:
+        start_local(backend, cfg)
+    else:
+        ray.init(address=cfg.ray.address, runtime_env=runtime_env(backend, cfg),
+                 logging_level="WARNING")
+    return True
+
+
+def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
+    """Train ``cfg`` data-parallel on Ray; returns rank 0's per-step metrics (as ``run()``)."""
+    import ray
+
+    from r1zero.registry import get_backend, host_for
+    from r1zero.trainer.dist import check_data_parallel
+    from r1zero.trainer.prompts import run_preprocess
+
+    if not cfg.ray.integrated_worker:
+        raise ConfigError("only the integrated worker is implemented (actor, reference and "
+                          "rollout on the same devices); set ray.integrated_worker: true",
+                          key="ray.integrated_worker")
+    host = host_for(cfg)
+    backend = get_backend(cfg.backend.name, cfg.backend.plugin, host)
+    backend.require()
+    world = backend.world_size(cfg)
+    check_data_parallel(cfg, world)
+    backend.validate_layout(cfg)
+    run_preprocess(cfg, host)           # once, here: the ranks then reuse it
+    started = connect(cfg, backend)
+    try:
+        group = WorkerGroup(cfg, backend, resume)
+        try:
+            return group.run()
+        finally:
+            group.close()
+    finally:
+        if started:
+            ray.shutdown()

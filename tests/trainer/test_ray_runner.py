@@ -1,0 +1,169 @@
+"""Data-parallel GRPO on a real local Ray (2 CPU workers, gloo): the split update equals the
+one-process update, and a 2-rank run writes metrics and checkpoints and resumes exactly."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+import pytest
+import torch
+
+from r1zero.config_load import load_config
+from r1zero.errors import ConfigError
+from r1zero.trainer.dist import (check_data_parallel, merge_records, shard_prompts,
+                                 unshard_prompts)
+from r1zero.trainer.metrics import read_metrics
+from tests.trainer.conftest import recipe, write_recipe
+
+ray = pytest.importorskip("ray")
+
+
+def test_shard_prompts_takes_each_ranks_piece_of_every_mini_batch():
+    ids = list(range(8))
+    assert shard_prompts(ids, 4, 0, 2) == [0, 1, 4, 5]
+    assert shard_prompts(ids, 4, 1, 2) == [2, 3, 6, 7]
+    assert shard_prompts(ids, 8, 1, 2) == [4, 5, 6, 7]          # one mini-batch: contiguous half
+    assert sorted(sum((shard_prompts(ids, 4, r, 4) for r in range(4)), [])) == ids
+    assert unshard_prompts([shard_prompts(ids, 4, r, 2) for r in (0, 1)], 4) == ids
+
+
+def test_merge_records_concatenates_in_rank_order_and_adds_counts():
+    a = {"ids": ["p0"], "rewards": [1.0, 0.0], "components": {"x/format": [1.0, 1.0]},
+         "counts": {"reward/errors": 1}}
+    b = {"ids": ["p1"], "rewards": [0.5, 0.5], "components": {"x/format": [0.0, 1.0]},
+         "counts": {"reward/errors": 2}}
+    assert merge_records([a, b]) == {
+        "ids": ["p0", "p1"], "rewards": [1.0, 0.0, 0.5, 0.5],
+        "components": {"x/format": [1.0, 1.0, 0.0, 1.0]}, "counts": {"reward/errors": 3}}
+
+
+def test_batch_that_does_not_split_over_the_ranks_names_both_numbers():
+    cfg = load_config(None, ["actor.global_batch_size=6", "actor.mini_batch_size=3"])
+    with pytest.raises(ConfigError, match=r"actor.mini_batch_size: mini_batch_size 3 does not "
+                                          r"divide over the 2 data-parallel workers"):
+        check_data_parallel(cfg, 2)
+    with pytest.raises(ConfigError, match=r"global_batch_size 6 does not divide over the 4"):
+        check_data_parallel(cfg, 4)
+
+
+# 4 prompts x 2 samples a step, 2 mini-batches x 2 ppo epochs (old log-probs), micro-batches
+# of 3 that straddle prompts, KL to the reference, clipping at 0.05 after the all-reduce
+SECTIONS = dict(rollout={"n_samples_per_prompt": 2},
+                actor={"global_batch_size": 4, "mini_batch_size": 2, "micro_batch_size": 3,
+                       "ppo_epochs": 2, "clip_grad": 0.05, "lr": 1e-3, "train_iters": 3},
+                algorithm={"kl_coef": 0.01}, checkpoint={"keep_last": 3})
+
+
+def _dp_recipe(setup, run_dir, **sections) -> dict:
+    sections["backend"] = {"devices_per_node": 2, "num_threads": 1, **sections.get("backend", {})}
+    sections["ray"] = {"enabled": True}
+    return recipe(setup, run_dir, **sections)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, address="local", include_dashboard=False, logging_level="WARNING")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def dp_group(tiny_setup, tmp_path_factory, local_ray):
+    """Two Ray workers (ranks 0, 1) of one recipe; starting them is most of this file's time."""
+    from r1zero.registry import get_backend
+    from r1zero.trainer.prompts import run_preprocess
+    from r1zero.trainer.ray_runner import WorkerGroup
+
+    run_dir = tmp_path_factory.mktemp("dp_run")
+    cfg = load_config(None, base=_dp_recipe(tiny_setup, run_dir, **SECTIONS))
+    run_preprocess(cfg)
+    group = WorkerGroup(cfg, get_backend("cpu"))
+    try:
+        yield cfg, run_dir, group
+    finally:
+        group.close()
+
+
+def _one_update(trainer, seqs, adv):
+    """Runs inside a Ray worker (pickled by value: the tests package is not importable there)."""
+    stats = trainer.update(seqs, adv)
+    return stats, {k: v.clone() for k, v in trainer.engine.model.state_dict().items()}
+
+
+def test_update_split_over_two_ranks_equals_the_one_process_update(tiny_setup, tmp_path, dp_group):
+    import cloudpickle
+
+    from r1zero.trainer.grpo import GRPOTrainer
+
+    _, _, group = dp_group
+    single = GRPOTrainer(load_config(None, base=recipe(tiny_setup, tmp_path, **SECTIONS)))
+    try:
+        g = torch.Generator().manual_seed(0)
+        prompts = [single.prompts[i].input_ids for i in range(4)]
+        seqs = [(p, torch.randint(5, 300, (int(torch.randint(1, 11, (1,), generator=g)),),
+                                  generator=g).tolist()) for p in prompts for _ in range(2)]
+        adv = torch.randn(8, generator=g)
+        want_stats = single.update(seqs, adv)
+        want = single.engine.model.state_dict()
+    finally:
+        single.close()
+    assert want_stats["grad_norm"] > 0.05                       # the clip is active
+    # each rank's sequences: its prompts' samples; mini-batch k is rank 0's k-th + rank 1's k-th
+    shares = [[s * 2 + j for s in shard_prompts(range(4), 2, r, 2) for j in range(2)] for r in (0, 1)]
+    assert shares == [[0, 1, 4, 5], [2, 3, 6, 7]]
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        got = group.apply(_one_update, [([seqs[i] for i in idx], adv[idx]) for idx in shares])
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    for rank, (stats, weights) in enumerate(got):
+        assert stats == pytest.approx(want_stats, rel=1e-5, abs=1e-7), rank
+        worst = max(float((weights[k] - want[k]).abs().max()) for k in want)
+        assert worst < 1e-5, (rank, worst)
+    assert all(torch.equal(got[0][1][k], got[1][1][k]) for k in want)   # ranks stay in step
+
+
+def _strip(rec: dict) -> dict:
+    return {k: v for k, v in rec.items() if not k.startswith(("timing/", "throughput/"))}
+
+
+def test_two_rank_run_writes_metrics_and_checkpoints_and_resumes_exactly(tiny_setup, tmp_path,
+                                                                         dp_group):
+    from transformers import AutoTokenizer
+
+    from r1zero.commands import cmd_train
+    from r1zero.trainer.data_order import PromptOrder
+    from r1zero.trainer.prompts import load_prompts
+
+    cfg, run_dir, group = dp_group
+    history = group.run()
+    recs = read_metrics(run_dir / "logs" / "metrics.jsonl")
+    assert [r["step"] for r in recs] == [1, 2, 3] and len(history) == 3
+    for key in ("reward/mean", "reward/std", "reward/format", "reward/accuracy",
+                "response_length/mean", "response_length/max", "actor/kl", "actor/grad_norm",
+                "actor/lr", "timing/rollout", "timing/update", "reward/errors",
+                "throughput/tokens_per_s_per_device"):
+        assert key in recs[-1], key
+    # the same prompts, in the same order, as one process would consume
+    rows = load_prompts(cfg, AutoTokenizer.from_pretrained(tiny_setup["model"]))
+    order = PromptOrder(len(rows), cfg.data.seed, cfg.data.shuffle)
+    assert [r["data/ids"] for r in recs] == [[rows[i].id for i in order.take(4)] for _ in range(3)]
+    assert (run_dir / "logs" / "plots" / "reward.png").exists()
+    state = torch.load(run_dir / "ckpt" / "step_000003" / "trainer_state.pt", weights_only=False)
+    assert len(state["rng_ranks"]) == 2
+    assert not torch.equal(state["rng_ranks"][0]["sampler"], state["rng_ranks"][1]["sampler"])
+
+    group.close()                       # frees the 2 CPUs for the resumed run
+
+    # `r1zero train --resume` from the step-2 checkpoint redoes step 3 exactly
+    shutil.copytree(run_dir / "ckpt" / "step_000002", tmp_path / "ckpt" / "step_000002")
+    path = write_recipe(tmp_path / "b.yaml", _dp_recipe(tiny_setup, tmp_path, **SECTIONS))
+    assert cmd_train(argparse.Namespace(config=str(path), overrides=[], resume=True)) == 0
+    resumed = read_metrics(tmp_path / "logs" / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == [3]
+    assert _strip(resumed[0]) == pytest.approx(_strip(recs[2]), rel=1e-5, abs=1e-6)
+    assert (tmp_path / "ckpt" / "step_000003" / "meta.json").exists()
