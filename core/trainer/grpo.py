@@ -117,8 +117,10 @@ class GRPOTrainer:
 
     # -- update ------------------------------------------------------------------------
     def _micro_batches(self, order: list[int], seqs: list) -> list[list[int]]:
-        """Chunks of ``micro_batch_size`` sequences, sorted by length to waste no padding."""
-        by_len = sorted(order, key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
+        """Chunks of ``micro_batch_size`` sequences, sorted by (prompt length, prompt, response
+        length): a prompt's samples stay together, so its prompt runs once per chunk
+        (``engine.response_logits``), and padding stays small."""
+        by_len = sorted(order, key=lambda i: (len(seqs[i][0]), seqs[i][0], len(seqs[i][1])))
         mbs = self.cfg.actor.micro_batch_size
         return [by_len[i:i + mbs] for i in range(0, len(by_len), mbs)]
 
