@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("overrides", nargs="*", help="dotted overrides of the demo recipe")
     sp.add_argument("--out", default="runs/demo")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--pretrain-steps", type=int, default=None,
+                    help="base-model pretraining steps (default: the builder's; fewer = a weaker model)")
     sp.set_defaults(func=_lazy("r1zero.demo.run", "run_demo"))
 
     sp = sub.add_parser("score", help="score (response, ground_truth) rows with registered scorers")

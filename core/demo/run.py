@@ -68,7 +68,8 @@ def run_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = Path(args.out)
     print(f"[demo] base model: building or reusing under {cache_dir()}", flush=True)
-    model_dir = build_base_model(cache_dir(), seed=args.seed, log=lambda *a: print("[pretrain]", *a, flush=True))
+    model_dir = build_base_model(cache_dir(), seed=args.seed, steps=args.pretrain_steps,
+                                 log=lambda *a: print("[pretrain]", *a, flush=True))
     t_model = time.perf_counter() - t0
     print(f"[demo] base model ready in {t_model:.1f}s: {model_dir}", flush=True)
     data = write_problems(out / "data" / "demo_problems.jsonl", 4096, seed=args.seed + 1)
