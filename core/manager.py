@@ -220,6 +220,12 @@ def _import_local(spec: str):
 _default: PluginHost | None = None
 
 
+def reset_host() -> None:
+    """Forget the process-wide host, e.g. after installing a plugin package in-process."""
+    global _default
+    _default = None
+
+
 def get_host(modules: Iterable[str] = (), disable: Iterable[str] = (),
              strict: bool = False, fresh: bool = False) -> PluginHost:
     """The process-wide host, created lazily; ``fresh`` or different settings rebuild it."""
