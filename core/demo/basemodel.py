@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from r1zero.demo import arith, corpus, tokenizer as demo_tokenizer
+from r1zero.demo import arith, corpus, pretrain as demo_pretrain, tokenizer as demo_tokenizer
+from r1zero.demo.pretrain import pretrain
 from r1zero.demo.corpus import DEMO_TEMPLATE  # noqa: F401  (re-exported: the demo's template)
 
 BUILD_VERSION = 1
@@ -36,7 +36,7 @@ class PretrainConfig:
     """Everything that determines the base model; all of it goes into the cache hash."""
 
     seed: int = 0
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 64
     lr: float = 3e-3
     warmup: int = 50
@@ -48,8 +48,9 @@ class PretrainConfig:
     num_layers: int = 2
     num_heads: int = 4
     max_positions: int = 128
-    max_add: int = 99
-    max_mul: int = 9
+    kinds: tuple[str, ...] = arith.DEMO_KINDS
+    max_add: int = arith.DEMO_MAX_ADD
+    max_mul: int = arith.DEMO_MAX_MUL
     mix: tuple[tuple[str, float], ...] = tuple(corpus.DEFAULT_MIX.items())
 
 
@@ -57,7 +58,7 @@ def cache_key(cfg: PretrainConfig) -> str:
     """16 hex digits of sha256 over the config, BUILD_VERSION and the builder's source code."""
     h = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode())
     h.update(str(BUILD_VERSION).encode())
-    for mod in (arith, corpus, demo_tokenizer):
+    for mod in (arith, corpus, demo_pretrain, demo_tokenizer):
         h.update(Path(mod.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()[:16]
@@ -79,8 +80,10 @@ def build_base_model(cache_dir: Path, seed: int = 0, steps: int | None = None, l
     fields = {"seed": seed, **overrides}
     if steps is not None:
         fields["steps"] = steps
-    if "mix" in fields and isinstance(fields["mix"], dict):
+    if isinstance(fields.get("mix"), dict):
         fields["mix"] = tuple(fields["mix"].items())
+    if "kinds" in fields:
+        fields["kinds"] = tuple(fields["kinds"])
     cfg = PretrainConfig(**fields)
     out = Path(cache_dir) / f"base-{cache_key(cfg)}"
     if (out / DONE_MARKER).is_file():
@@ -104,17 +107,19 @@ def _build(cfg: PretrainConfig, out: Path, log) -> dict:
     from transformers import Qwen2ForCausalLM
 
     t0 = time.perf_counter()
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
     trained = demo_tokenizer.train_tokenizer(corpus.tokenizer_texts(cfg.seed), cfg.vocab_size, out)
     config = _model_config(cfg, trained)
     config.save_pretrained(str(out))
     tok = _reload_tokenizer(out, trained)
-    docs = corpus.documents(cfg.n_documents, cfg.seed + 1, dict(cfg.mix),
+    docs = corpus.documents(cfg.n_documents, cfg.seed + 1, dict(cfg.mix), tuple(cfg.kinds),
                             max_add=cfg.max_add, max_mul=cfg.max_mul)
     ids = encode_documents(tok, docs)
-    model = Qwen2ForCausalLM(config)
-    losses = pretrain(model, ids, cfg, tok.pad_token_id, log)
+    with torch.random.fork_rng():      # seed the initialisation without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        model = Qwen2ForCausalLM(config)
+    losses = pretrain(model, ids, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                      warmup=cfg.warmup, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                      pad_id=tok.pad_token_id, log=log)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(str(out), safe_serialization=True)   # the tokenizer files are already there
     (out / "template.json").write_text(json.dumps([DEMO_TEMPLATE], indent=1))
@@ -154,52 +159,3 @@ def encode_documents(tok, docs: list[tuple[str, str]]) -> list[list[int]]:
     prompts = tok([p for p, _ in docs], add_special_tokens=False)["input_ids"]
     conts = tok([c for _, c in docs], add_special_tokens=False)["input_ids"]
     return [[tok.bos_token_id] + p + c + [tok.eos_token_id] for p, c in zip(prompts, conts)]
-
-
-def pretrain(model, ids: list[list[int]], cfg: PretrainConfig, pad_id: int, log) -> list[float]:
-    """Next-token loss on whole documents, AdamW, linear warmup then cosine decay to 10%.
-
-    Batches (B, T_max) are right-padded; padded positions get label -100. Returns the loss
-    averaged over each 100 steps.
-    """
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup, cfg.steps))
-    model.train()
-    losses, acc = [], []
-    tick = time.perf_counter()
-    for step in range(cfg.steps):
-        # Plain random batches: batches grouped by length (less padding) turned out to group
-        # problem kinds and styles too, and the model then failed to learn addition.
-        rows = torch.randint(len(ids), (cfg.batch_size,), generator=gen).tolist()
-        batch = _pad([ids[r] for r in rows], pad_id)
-        labels = batch.masked_fill(batch == pad_id, -100)
-        loss = model(input_ids=batch, attention_mask=(batch != pad_id).long(), labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        acc.append(loss.item())
-        if len(acc) == 100 or step == cfg.steps - 1:
-            losses.append(round(sum(acc) / len(acc), 4))
-            now = time.perf_counter()
-            log(f"pretrain step {step + 1}/{cfg.steps} loss {losses[-1]:.3f} "
-                f"({1000 * (now - tick) / len(acc):.0f} ms/step)")
-            acc, tick = [], now
-    model.eval()
-    return losses
-
-
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    import math
-
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _pad(rows: list[list[int]], pad_id: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long)

@@ -43,7 +43,8 @@ def _wrong(rng: random.Random, value: int) -> int:
 def continuation(rng: random.Random, style: str, expr: str, value: int) -> str:
     """One response to ``What is <expr>?`` in ``style`` (a key of :data:`DEFAULT_MIX`)."""
     ans = str(value)
-    r1 = f" <think>{expr} = {ans}</think><answer>\\boxed{{{ans}}}</answer>"
+    thought = f"{expr} = {ans}"
+    r1 = f" <think>{thought}</think><answer>\\boxed{{{ans}}}</answer>"
     if style == "bare":
         return " " + ans
     if style == "equation":
@@ -51,11 +52,11 @@ def continuation(rng: random.Random, style: str, expr: str, value: int) -> str:
     if style == "sentence":
         return rng.choice([f" The answer is {ans}.", f" It is {ans}.", f" {expr} is {ans}."])
     if style == "ramble":
-        return rng.choice([f" Let me see. {expr} = {ans}. So {ans}.", f" We compute {expr}. It is {ans}.",
+        return rng.choice([f" Let me see. {thought}. So {ans}.", f" We compute {expr}. It is {ans}.",
                            f" Hmm, {expr} is {ans}. Yes."])
     if style == "partial":
-        return rng.choice([f" <think>{expr} = {ans}</think> {ans}", f" <answer>{ans}</answer>",
-                           f" \\boxed{{{ans}}}", f" <think>{expr} = {ans}</think><answer>{ans}</answer>",
+        return rng.choice([f" <think>{thought}</think> {ans}", f" <answer>{ans}</answer>",
+                           f" \\boxed{{{ans}}}", f" <think>{thought}</think><answer>{ans}</answer>",
                            f" {expr} = {ans}<answer>\\boxed{{{ans}}}</answer>"])
     if style == "r1":
         return r1
@@ -69,7 +70,9 @@ def continuation(rng: random.Random, style: str, expr: str, value: int) -> str:
 
 def documents(n: int, seed: int, mix: dict[str, float] | None = None,
               kinds: tuple[str, ...] = DEMO_KINDS, **limits: int) -> list[tuple[str, str]]:
-    """n ``(prompt, continuation)`` pairs; prompt = :func:`render_demo_prompt` of a demo problem."""
+    """n ``(prompt, continuation)`` pairs: prompt = :func:`render_demo_prompt` of a demo problem
+    (kinds in turn, ``limits`` as in :func:`r1zero.demo.arith.demo_problem`), continuation in
+    a style drawn from ``mix``."""
     mix = mix or DEFAULT_MIX
     rng = random.Random(seed)
     styles, weights = list(mix), list(mix.values())
