@@ -69,7 +69,8 @@ def integer_arithmetic(rng: random.Random) -> Problem:
     a, b = rng.randint(-hi, hi), rng.randint(-hi, hi)
     value = {"+": a + b, "-": a - b, "\\times": a * b}[op]
     expr = f"{_tex(a)} {op} {_paren(b)}"
-    return f"Compute ${expr}$.", Fraction(value), f"We have ${expr} = {value}$. The answer is {_boxed(Fraction(value))}"
+    sol = f"We have ${expr} = {value}$. The answer is {_boxed(Fraction(value))}"
+    return f"Compute ${expr}$.", Fraction(value), sol
 
 
 def order_of_operations(rng: random.Random) -> Problem:
@@ -78,8 +79,10 @@ def order_of_operations(rng: random.Random) -> Problem:
     if rng.random() < 0.5:
         expr, inner, value = f"{a} + {b} \\cdot {c} - {d}", f"{a} + {b * c} - {d}", a + b * c - d
     else:
-        expr, inner, value = f"({a} + {b}) \\cdot {c} - {d}", f"{a + b} \\cdot {c} - {d}", (a + b) * c - d
-    sol = f"Multiplication first: ${expr} = {inner} = {value}$. So the value is {_boxed(Fraction(value))}"
+        expr, inner = f"({a} + {b}) \\cdot {c} - {d}", f"{a + b} \\cdot {c} - {d}"
+        value = (a + b) * c - d
+    sol = (f"Multiplication first: ${expr} = {inner} = {value}$. "
+           f"So the value is {_boxed(Fraction(value))}")
     return f"Evaluate ${expr}$.", Fraction(value), sol
 
 
@@ -95,7 +98,9 @@ def fraction_arithmetic(rng: random.Random) -> Problem:
     if op in "+-":
         den = math.lcm(x.denominator, y.denominator)
         xn, yn = x.numerator * den // x.denominator, y.numerator * den // y.denominator
-        step = f"\\frac{{{xn}}}{{{den}}} {op} \\frac{{{yn}}}{{{den}}} = \\frac{{{xn + yn if op == '+' else xn - yn}}}{{{den}}}"
+        total = xn + yn if op == "+" else xn - yn
+        step = (f"\\frac{{{xn}}}{{{den}}} {op} \\frac{{{yn}}}{{{den}}} "
+                f"= \\frac{{{total}}}{{{den}}}")
     elif op == "\\times":
         step = f"\\frac{{{x.numerator * y.numerator}}}{{{x.denominator * y.denominator}}}"
     else:
@@ -132,9 +137,11 @@ def gcd_lcm(rng: random.Random) -> Problem:
     if rng.random() < 0.5:
         value = math.gcd(a, b)
         return (f"What is the greatest common divisor of ${a}$ and ${b}$?", Fraction(value),
-                f"Euclid's algorithm on {a} and {b} ends at {value}. The answer is {_boxed(Fraction(value))}")
+                f"Euclid's algorithm on {a} and {b} ends at {value}. "
+                f"The answer is {_boxed(Fraction(value))}")
     value = a * b // math.gcd(a, b)
-    sol = f"$\\operatorname{{lcm}}({a},{b}) = {a} \\cdot {b} / \\gcd({a},{b}) = {value}$. The answer is {_boxed(Fraction(value))}"
+    sol = (f"$\\operatorname{{lcm}}({a},{b}) = {a} \\cdot {b} / \\gcd({a},{b}) = {value}$. "
+           f"The answer is {_boxed(Fraction(value))}")
     return f"What is the least common multiple of ${a}$ and ${b}$?", Fraction(value), sol
 
 
@@ -142,23 +149,28 @@ def percentage(rng: random.Random) -> Problem:
     """``What is $p\\%$ of $n$?``, ``$a$ is what percent of $b$?`` or a price increase/discount."""
     kind = rng.randrange(3)
     if kind == 0:
-        p, n = rng.choice([5, 10, 12, 15, 20, 25, 30, 40, 45, 60, 75, 80, 125]), rng.randint(2, 60) * 4
+        p = rng.choice([5, 10, 12, 15, 20, 25, 30, 40, 45, 60, 75, 80, 125])
+        n = rng.randint(2, 60) * 4
         value = Fraction(p * n, 100)
         return (f"What is ${p}\\%$ of ${n}$?", value,
-                f"${p}\\%$ of ${n}$ is $\\frac{{{p}}}{{100}} \\cdot {n} = {_tex(value)}$. The answer is {_boxed(value)}")
+                f"${p}\\%$ of ${n}$ is $\\frac{{{p}}}{{100}} \\cdot {n} = {_tex(value)}$. "
+                f"The answer is {_boxed(value)}")
     if kind == 1:
         b = rng.choice([8, 20, 25, 40, 50, 80, 120, 160, 200, 250])
         a = rng.randint(1, 2 * b)
         value = Fraction(100 * a, b)
         return (f"${a}$ is what percent of ${b}$?", value,
-                f"$\\frac{{{a}}}{{{b}}} \\cdot 100 = {_tex(value)}$, so it is {_tex(value)} percent. The answer is {_boxed(value)}")
+                f"$\\frac{{{a}}}{{{b}}} \\cdot 100 = {_tex(value)}$, so it is {_tex(value)} percent. "
+                f"The answer is {_boxed(value)}")
     price, p = rng.randint(2, 60) * 20, rng.choice([5, 10, 15, 20, 25, 30, 35, 40, 50])
     up = rng.random() < 0.5
     value = Fraction(price * (100 + p if up else 100 - p), 100)
     verb = "increased" if up else "discounted"
-    return (f"A jacket costs $\\${price}$. Its price is {verb} by ${p}\\%$. What is the new price, in dollars?",
-            value, f"The new price is ${price} \\cdot \\frac{{{100 + p if up else 100 - p}}}{{100}} = {_tex(value)}$ dollars. "
-                   f"The answer is {_boxed(value)}")
+    factor = 100 + p if up else 100 - p
+    return (f"A jacket costs $\\${price}$. Its price is {verb} by ${p}\\%$. "
+            f"What is the new price, in dollars?", value,
+            f"The new price is ${price} \\cdot \\frac{{{factor}}}{{100}} = {_tex(value)}$ dollars. "
+            f"The answer is {_boxed(value)}")
 
 
 def mean_of_list(rng: random.Random) -> Problem:
@@ -176,13 +188,14 @@ def integer_sum(rng: random.Random) -> Problem:
     if rng.random() < 0.5:
         n = rng.randint(3, 60)
         return (f"What is the sum of the first ${n}$ positive odd integers?", Fraction(n * n),
-                f"The first $n$ odd numbers add up to $n^2$, here ${n}^2 = {n * n}$. The answer is {_boxed(Fraction(n * n))}")
+                f"The first $n$ odd numbers add up to $n^2$, here ${n}^2 = {n * n}$. "
+                f"The answer is {_boxed(Fraction(n * n))}")
     a = rng.randint(-30, 50)
     b = a + rng.randint(2, 60)
     value = Fraction((a + b) * (b - a + 1), 2)
     return (f"What is the sum of all integers from ${a}$ to ${b}$, inclusive?", value,
-            f"There are ${b - a + 1}$ terms with average $\\frac{{{a + b}}}{{2}}$, so the sum is ${_tex(value)}$. "
-            f"The answer is {_boxed(value)}")
+            f"There are ${b - a + 1}$ terms with average $\\frac{{{a + b}}}{{2}}$, "
+            f"so the sum is ${_tex(value)}$. The answer is {_boxed(value)}")
 
 
 def word_problem(rng: random.Random) -> Problem:
@@ -194,7 +207,8 @@ def word_problem(rng: random.Random) -> Problem:
         value = Fraction(t * c - s)
         return (f"A bakery bakes ${t}$ trays with ${c}$ cookies on each tray and sells ${s}$ cookies. "
                 f"How many cookies are left?", value,
-                f"It bakes ${t} \\cdot {c} = {t * c}$ cookies, and ${t * c} - {s} = {t * c - s}$ remain. The answer is {_boxed(value)}")
+                f"It bakes ${t} \\cdot {c} = {t * c}$ cookies, and ${t * c} - {s} = {t * c - s}$ remain. "
+                f"The answer is {_boxed(value)}")
     if kind == 1:
         h, k, speed = rng.randint(2, 9), rng.randint(1, 12), rng.randint(20, 90)
         value = Fraction(speed * k)
@@ -264,8 +278,12 @@ def demo_problem(rng: random.Random, kind: str, max_add: int = DEMO_MAX_ADD,
     return f"What is {expr}?", Fraction(value), f"{expr} = {value}"
 
 
-def demo_records(n: int, seed: int = 0, kinds: tuple[str, ...] = DEMO_KINDS, **limits: int) -> list[dict]:
+def demo_records(n: int, seed: int = 0, kinds: tuple[str, ...] = DEMO_KINDS,
+                 **limits: int) -> list[dict]:
     """n demo records (kinds in turn); ``solution`` is the bare equation ``37 + 48 = 85``."""
     rng = random.Random(seed)
-    return [_record(f"demo-{i:05d}-{kinds[i % len(kinds)]}", demo_problem(rng, kinds[i % len(kinds)], **limits))
-            for i in range(n)]
+    out = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        out.append(_record(f"demo-{i:05d}-{kind}", demo_problem(rng, kind, **limits)))
+    return out

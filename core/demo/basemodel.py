@@ -5,9 +5,14 @@ scratch on the arithmetic corpus of :mod:`r1zero.demo.corpus`.
     path = build_base_model(Path("~/.cache/r1zero/demo").expanduser(), seed=0)
     AutoModelForCausalLM.from_pretrained(path); AutoTokenizer.from_pretrained(path)
 
-The directory is ``cache_dir/<hash>`` where the hash covers every build parameter and the source
-of the modules that make the corpus, tokenizer and model, so a change rebuilds and a repeat
-call is a cache hit. A build is written to a temporary sibling and renamed into place.
+The directory is ``cache_dir/base-<hash>`` where the hash covers every build parameter and the
+source of the modules that make the corpus, tokenizer and model, so a change rebuilds and a
+repeat call is a cache hit. A build is written to a temporary sibling and renamed into place.
+Same parameters and seed give bitwise-identical weights.
+
+The defaults (2 layers, hidden 128, 567K parameters, 1000 steps of 64 documents) build in about
+65 s on 2 idle CPU cores; the model then follows the R1 format in ~10% of samples at temperature
+1 and GRPO takes it to > 0.9 (see core/demo/recipe.yaml).
 """
 
 from __future__ import annotations
@@ -121,7 +126,7 @@ def _build(cfg: PretrainConfig, out: Path, log) -> dict:
                       warmup=cfg.warmup, weight_decay=cfg.weight_decay, seed=cfg.seed,
                       pad_id=tok.pad_token_id, log=log)
     model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(str(out), safe_serialization=True)   # the tokenizer files are already there
+    model.save_pretrained(str(out), safe_serialization=True)   # tokenizer files are already there
     (out / "template.json").write_text(json.dumps([DEMO_TEMPLATE], indent=1))
     wall = time.perf_counter() - t0
     log(f"base model built in {wall:.1f}s, final loss {losses[-1]:.3f}")
@@ -148,8 +153,8 @@ def _reload_tokenizer(out: Path, trained):
     tok = AutoTokenizer.from_pretrained(str(out))
     probe = corpus.tokenizer_texts(0, n=50)
     if len(tok) != len(trained) or tok(probe)["input_ids"] != trained(probe)["input_ids"]:
-        raise RuntimeError(f"{out}: AutoTokenizer ({type(tok).__name__}, {len(tok)} tokens) does not "
-                           f"encode like the trained tokenizer ({len(trained)} tokens)")
+        raise RuntimeError(f"{out}: AutoTokenizer ({type(tok).__name__}, {len(tok)} tokens) does "
+                           f"not encode like the trained tokenizer ({len(trained)} tokens)")
     return tok
 
 

@@ -52,8 +52,8 @@ def continuation(rng: random.Random, style: str, expr: str, value: int) -> str:
     if style == "sentence":
         return rng.choice([f" The answer is {ans}.", f" It is {ans}.", f" {expr} is {ans}."])
     if style == "ramble":
-        return rng.choice([f" Let me see. {thought}. So {ans}.", f" We compute {expr}. It is {ans}.",
-                           f" Hmm, {expr} is {ans}. Yes."])
+        return rng.choice([f" Let me see. {thought}. So {ans}.",
+                           f" We compute {expr}. It is {ans}.", f" Hmm, {expr} is {ans}. Yes."])
     if style == "partial":
         return rng.choice([f" <think>{thought}</think> {ans}", f" <answer>{ans}</answer>",
                            f" \\boxed{{{ans}}}", f" <think>{thought}</think><answer>{ans}</answer>",
@@ -87,4 +87,5 @@ def documents(n: int, seed: int, mix: dict[str, float] | None = None,
 
 def tokenizer_texts(seed: int = 0, n: int = 2000) -> list[str]:
     """Text the demo tokenizer is trained on: corpus documents plus the instruction itself."""
-    return [DEMO_INSTRUCTION] + [p + c for p, c in documents(n, seed)] + [format_answer(k) for k in range(200)]
+    docs = [p + c for p, c in documents(n, seed)]
+    return [DEMO_INSTRUCTION] + docs + [format_answer(k) for k in range(200)]

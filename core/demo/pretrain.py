@@ -29,23 +29,26 @@ def common_prefix_len(ids: list[list[int]]) -> int:
     return n
 
 
-def shared_prefix_loss(model, prefix: torch.Tensor, suffixes: list[list[int]], pad_id: int) -> torch.Tensor:
+def shared_prefix_loss(model, prefix: torch.Tensor, suffixes: list[list[int]],
+                       pad_id: int) -> torch.Tensor:
     """Mean next-token loss over B documents ``prefix + suffix_b`` with the prefix computed once.
 
     prefix: (P,) ids, P >= 1; suffixes: B lists of ids, right-padded here to (B, S).
-    loss = (B * sum_{t<P} CE_prefix(t) + sum_b sum_t CE(suffix_b[t])) / (B * (P - 1) + #suffix tokens),
+    loss = (B * sum_{t<P} CE_prefix(t) + sum_b sum_t CE(suffix_b[t]))
+           / (B * (P - 1) + #suffix tokens),
     i.e. exactly the loss of the (B, P + S) batch with padding ignored.
     """
     n_rows, width = len(suffixes), max(len(s) for s in suffixes)
     suffix = torch.tensor([s + [pad_id] * (width - len(s)) for s in suffixes], dtype=torch.long)
     labels = suffix.masked_fill(suffix == pad_id, -100)
     head = model(input_ids=prefix[None], use_cache=True)
-    cache = head.past_key_values
-    cache.batch_repeat_interleave(n_rows)                        # (1, ...) -> (B, ...), keeps the graph
+    cache = head.cache if "cache" in head else head.past_key_values   # transformers 5 / 4.x
+    cache.batch_repeat_interleave(n_rows)           # (1, ...) -> (B, ...), keeps the graph
     plen = prefix.numel()
     mask = torch.cat([torch.ones(n_rows, plen, dtype=torch.long), (suffix != pad_id).long()], 1)
     positions = torch.arange(plen, plen + width).expand(n_rows, -1)
-    tail = model(input_ids=suffix, attention_mask=mask, position_ids=positions, **{_cache_kwarg(model): cache})
+    tail = model(input_ids=suffix, attention_mask=mask, position_ids=positions,
+                 **{_cache_kwarg(model): cache})
     # The last prefix position predicts each suffix's first token.
     logits = torch.cat([head.logits[:, -1:].expand(n_rows, -1, -1), tail.logits[:, :-1]], 1)
     suffix_sum = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,

@@ -19,7 +19,9 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers,
+)
 
 # Qwen2's split rule (transformers' Qwen2Tokenizer.PRETOKENIZE_REGEX), written out so the
 # tokenizer does not depend on that class: a number becomes single digits.
@@ -61,10 +63,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(tag_tokens), special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    # Tags are learned as units by the added-token matcher, not by BPE: strip them from training text.
+    # Tags are matched whole as added tokens, not learned by BPE: strip them from the text.
     tok.train_from_iterator((_strip_tags(t, tag_tokens) for t in texts), trainer=trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in tag_tokens])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad, unk_token=eos,
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos,
+                                   pad_token=pad, unk_token=eos,
                                    padding_side="left", clean_up_tokenization_spaces=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,8 @@ def render(n: int = N_RECORDS, seed: int = SEED) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--check", action="store_true", help="compare with the file instead of writing it")
+    ap.add_argument("--check", action="store_true",
+                    help="compare with the file instead of writing it")
     args = ap.parse_args(argv)
     text = render()
     if args.check:

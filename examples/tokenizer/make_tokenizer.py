@@ -1,6 +1,6 @@
 """Train the example tokenizer in this directory (byte-level BPE, at most 1024 tokens; ~40 KB).
 
-    python examples/tokenizer/make_tokenizer.py     # rewrites tokenizer.json / tokenizer_config.json here
+    python examples/tokenizer/make_tokenizer.py    # rewrites tokenizer.json, tokenizer_config.json
 
 Trained only on local text: the records of ../data/deepscaler_sample.jsonl (problem, solution,
 answer) and the instructions of the built-in templates. No token holds more than one digit;

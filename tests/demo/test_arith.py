@@ -156,6 +156,6 @@ def test_committed_sample_matches_the_script():
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert len(rows) >= 240
     assert all(list(r) == ["problem", "answer", "solution", "id"] for r in rows)
-    done = subprocess.run([sys.executable, str(REPO / "examples" / "data" / "make_sample.py"), "--check"],
-                          capture_output=True, text=True)
+    script = REPO / "examples" / "data" / "make_sample.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -63,9 +63,10 @@ def test_same_seed_same_weights_other_seed_other_dir(built, tmp_path):
     a, b = load_file(str(path / "model.safetensors")), load_file(str(again / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert cache_key(PretrainConfig(seed=1, **TINY)) != cache_key(PretrainConfig(seed=0, **TINY))
-    assert cache_key(PretrainConfig(seed=0, **{**TINY, "steps": 3})) != cache_key(PretrainConfig(seed=0, **TINY))
+    longer = PretrainConfig(seed=0, **{**TINY, "steps": 3})
+    assert cache_key(longer) != cache_key(PretrainConfig(seed=0, **TINY))
 
 
 def test_unknown_build_parameter_is_an_error(tmp_path):
-    with pytest.raises(TypeError, match="unknown build parameter .layers_count.; valid: seed, steps"):
+    with pytest.raises(TypeError, match="unknown build parameter .layers_count.; valid: seed"):
         build_base_model(tmp_path, layers_count=3)

@@ -33,7 +33,8 @@ def test_every_style_and_unknown_style():
     rng = random.Random(0)
     passing = {s for s in DEFAULT_MIX if strict_format_ok(continuation(rng, s, "3 + 4", 7))}
     assert passing == {"r1", "r1_wrong"}
-    assert continuation(rng, "r1", "3 + 4", 7) == " <think>3 + 4 = 7</think><answer>\\boxed{7}</answer>"
+    want = " <think>3 + 4 = 7</think><answer>\\boxed{7}</answer>"
+    assert continuation(rng, "r1", "3 + 4", 7) == want
     with pytest.raises(ValueError, match="available: bare, equation"):
         continuation(rng, "poem", "3 + 4", 7)
 
@@ -46,7 +47,7 @@ def test_prompt_is_what_the_template_renders(tiny_tokenizer):
     rendered = template.render("What is 37 + 48?", tokenizer=tok)
     assert rendered == tok.bos_token + render_demo_prompt("What is 37 + 48?")
     assert rendered.endswith("\nQ: What is 37 + 48?\nA:")
-    assert len(render_demo_prompt("").split()) <= 20    # a short instruction, unlike deepseek3_r1's ~90 words
+    assert len(render_demo_prompt("").split()) <= 20    # short, unlike deepseek3_r1's ~90 words
     assert template.stop_strings(tok) == [tok.eos_token]
 
 

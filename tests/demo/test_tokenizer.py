@@ -67,7 +67,8 @@ def test_committed_example_tokenizer():
     assert size < 200_000, f"examples/tokenizer/ is {size} bytes"
     tok = AutoTokenizer.from_pretrained(str(path))
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == (BOS, EOS, PAD)
-    rows = [json.loads(x) for x in (REPO / "examples/data/deepscaler_sample.jsonl").read_text().splitlines()]
+    sample = REPO / "examples" / "data" / "deepscaler_sample.jsonl"
+    rows = [json.loads(x) for x in sample.read_text().splitlines()]
     for row in rows[:50]:
         for field in ("problem", "answer", "solution"):
             ids = tok(row[field], add_special_tokens=False)["input_ids"]
