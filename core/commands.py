@@ -15,11 +15,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     manifest = run_preprocess(cfg, host_for(cfg), force=args.force,
                               skip_bad_rows=True if args.skip_bad_rows else None)
-    data = manifest if isinstance(manifest, dict) else getattr(manifest, "__dict__", manifest)
-    try:
-        print(json.dumps(data, indent=2, default=str))
-    except TypeError:
-        print(data)
+    print(json.dumps(manifest.to_dict(), indent=2, default=str))
     return 0
 
 

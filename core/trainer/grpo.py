@@ -141,7 +141,7 @@ class GRPOTrainer:
     def update(self, seqs: list, advantages: torch.Tensor) -> dict[str, float]:
         """PPO-style updates on (prompt_ids, response_ids) pairs with per-sequence advantages."""
         cfg, eng = self.cfg, self.engine
-        a, alg = cfg.actor, cfg.algorithm
+        a = cfg.actor
         n_seq = len(seqs)
         mini = (a.mini_batch_size or a.global_batch_size) * cfg.rollout.n_samples_per_prompt
         if self.dist is not None:       # this rank's piece of each mini-batch (dist.shard_prompts)
@@ -182,8 +182,7 @@ class GRPOTrainer:
         eng.optimizer.zero_grad(set_to_none=True)
         for idx in micro:
             batch = self._batch(idx, seqs)
-            want_entropy = True
-            logp, ent = eng.logprobs(eng.model, batch, cfg.rollout.temperature, want_entropy)
+            logp, ent = eng.logprobs(eng.model, batch, cfg.rollout.temperature, with_entropy=True)
             mask = batch.response_mask
             old = _stack(logp_old, idx, logp) if logp_old else logp.detach()
             adv = advantages[idx].unsqueeze(-1).expand_as(logp).to(logp.device)

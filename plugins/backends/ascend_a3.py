@@ -18,7 +18,7 @@ from r1zero.errors import BackendUnavailable
 from r1zero.hookspecs import hookimpl
 from r1zero.plugins.backends.layout import (A3_DIES_PER_NODE, LayoutPlan, check_node_devices,
                                             plan_layout)
-from r1zero.plugins.backends.probe import import_error, missing_modules
+from r1zero.plugins.backends.probe import import_error, vllm_or_default, missing_modules
 
 
 def a3_env(rollout_expert_parallel: int) -> dict[str, str]:
@@ -96,20 +96,7 @@ class AscendA3Backend(Backend):
         return super().make_train_engine(cfg, tokenizer)
 
     def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any) -> Any:
-        from r1zero.vllm_rollout import use_vllm
-
-        engine, why, module = cfg.rollout.engine, None, "vllm"
-        if engine in ("vllm", "auto"):
-            for module in ("vllm", "vllm_ascend"):
-                why = import_error(module)
-                if why is not None:
-                    break
-        if use_vllm(engine, why, self.name, module):
-            self.require()
-            from r1zero.vllm_rollout import VLLMRolloutEngine
-
-            return VLLMRolloutEngine(cfg, train_engine, tokenizer)
-        return super().make_rollout_engine(cfg, train_engine, tokenizer)
+        return vllm_or_default(self, cfg, train_engine, tokenizer, ("vllm", "vllm_ascend"))
 
 
 @hookimpl

@@ -13,7 +13,7 @@ from r1zero.backends import Backend
 from r1zero.errors import ConfigError
 from r1zero.hookspecs import hookimpl
 from r1zero.plugins.backends.layout import LayoutPlan, check_node_devices, plan_layout
-from r1zero.plugins.backends.probe import import_error
+from r1zero.plugins.backends.probe import vllm_or_default
 
 
 class CUDABackend(Backend):
@@ -54,16 +54,7 @@ class CUDABackend(Backend):
         return super().make_train_engine(cfg, tokenizer)
 
     def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any) -> Any:
-        from r1zero.vllm_rollout import use_vllm
-
-        engine = cfg.rollout.engine
-        why = import_error("vllm") if engine in ("vllm", "auto") else None
-        if use_vllm(engine, why, self.name):
-            self.require()
-            from r1zero.vllm_rollout import VLLMRolloutEngine
-
-            return VLLMRolloutEngine(cfg, train_engine, tokenizer)
-        return super().make_rollout_engine(cfg, train_engine, tokenizer)
+        return vllm_or_default(self, cfg, train_engine, tokenizer)
 
 
 @hookimpl

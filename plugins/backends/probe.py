@@ -8,7 +8,7 @@ imported, in the form an error message wants: ``"No module named 'torch_npu'"``.
 from __future__ import annotations
 
 import importlib
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 
 def import_error(module: str) -> str | None:
@@ -30,3 +30,24 @@ def missing_modules(modules: Iterable[str]) -> list[str]:
         if why is not None:
             out.append(f"{module} not importable ({why})")
     return out
+
+
+def vllm_or_default(backend: Any, cfg: Any, train_engine: Any, tokenizer: Any,
+                    modules: Sequence[str] = ("vllm",)) -> Any:
+    """The vLLM rollout engine when ``rollout.engine`` selects it (``use_vllm``: "vllm" always,
+    "auto" when every module in ``modules`` imports), else the base backend's lean sampler."""
+    from r1zero.backends import Backend
+    from r1zero.vllm_rollout import use_vllm
+
+    engine, why, module = cfg.rollout.engine, None, modules[0]
+    if engine in ("vllm", "auto"):
+        for module in modules:
+            why = import_error(module)
+            if why is not None:
+                break
+    if use_vllm(engine, why, backend.name, module):
+        backend.require()
+        from r1zero.vllm_rollout import VLLMRolloutEngine
+
+        return VLLMRolloutEngine(cfg, train_engine, tokenizer)
+    return Backend.make_rollout_engine(backend, cfg, train_engine, tokenizer)

@@ -51,3 +51,14 @@ def test_convert_command_for_the_671b_layout():
                  "--target-expert-parallel-size 16", "--num-layer-list 9,10,10,10,11,11",
                  "--moe-tp-extend-ep", "--moe-grouped-gemm"):
         assert flag in out.stdout
+
+
+def test_preprocess_prints_the_manifest_as_json(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: {{path: {ROOT / 'examples' / 'tokenizer'}}}\n"
+                      f"data: {{input: {ROOT / 'examples' / 'data' / 'deepscaler_sample.jsonl'}, "
+                      f"output: {tmp_path / 'out'}, workers: 1}}\n")
+    out = _cli("preprocess", str(recipe))
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads(out.stdout)
+    assert manifest["template"] == "deepseek3_r1" and manifest["n_kept"] > 200
