@@ -16,6 +16,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from tests.tiny_qwen2 import save_tiny_qwen2
 from tests.plugins_experience.installing import EXAMPLES, ensure_installed, install_to
 
 EXAMPLE_DIRS = [EXAMPLES / "r1zero-length-reward", EXAMPLES / "r1zero-template-example",
@@ -71,9 +72,6 @@ def author_run(tmp_path_factory, examples_installed) -> AuthorRun:
 def tiny_run(tmp_path_factory) -> Path:
     """A folder with ``model/`` (a 2-layer Qwen2, hidden 64, and its tokenizer) and
     ``data.jsonl`` (16 demo arithmetic records in DeepScaleR's shape)."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
     from r1zero.demo.arith import demo_records
     from r1zero.demo.tokenizer import train_tokenizer
     from r1zero.plugins.templates.r1 import R1_INSTRUCTION
@@ -83,13 +81,7 @@ def tiny_run(tmp_path_factory) -> Path:
     (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     texts = [r["problem"] + " " + r["solution"] for r in records] * 4 + [R1_INSTRUCTION] * 8
     tok = train_tokenizer(texts, 400, root / "model")
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=512, tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    Qwen2ForCausalLM(cfg).save_pretrained(str(root / "model"))
+    save_tiny_qwen2(tok, root / "model", max_positions=512)
     return root
 
 

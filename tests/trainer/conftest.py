@@ -7,24 +7,18 @@ import json
 import pytest
 import yaml
 
+from tests.tiny_qwen2 import save_tiny_qwen2
+
 
 @pytest.fixture(scope="session")
 def tiny_setup(tmp_path_factory, tiny_tokenizer):
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer
 
     from r1zero.demo.arith import demo_records
 
     root = tmp_path_factory.mktemp("tiny_run")
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer)
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=256, tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    model_dir = root / "model"
-    Qwen2ForCausalLM(cfg).save_pretrained(model_dir)
+    model_dir = save_tiny_qwen2(tok, root / "model", max_positions=256)
     tok.save_pretrained(model_dir)
     data = root / "problems.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in demo_records(24, seed=3)))
