@@ -72,7 +72,7 @@ def build_random_model(out: Path, seed: int = 0) -> Path:
 
 def r1zero_config(spec: dict):
     """The r1zero recipe of this workload (also used to preprocess the prompts once)."""
-    from r1zero.config_load import load_config
+    from r1zero.config.load import load_config
 
     work = Path(spec["work"])
     steps = spec["warmup"] + spec["steps"] + 1  # +1: the final step also saves; never timed
@@ -215,7 +215,7 @@ def worker_trl(spec: dict) -> dict:
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
 
-    from r1zero.registry import get_reward
+    from r1zero.host.registry import get_reward
 
     torch.set_num_threads(spec["threads"])
     rows = [json.loads(x) for x in Path(spec["trl_prompts"]).read_text().splitlines()]

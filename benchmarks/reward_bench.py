@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 from r1zero.plugins.rewards.answer_format import answer_region, strict_format_ok
 from r1zero.plugins.rewards.base_acc import BaseAccScorer
-from r1zero.scoring import ScoringPool
+from r1zero.scoring.pool import ScoringPool
 
 BENCH = Path(__file__).resolve().parents[1] / ".." / "shared" / "bench"
 MEMORY_CAP = 3 << 30
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = {k: statistics.median(m["rate"] for m in v) for k, v in runs.items()}
     print_report(rows, pairs, runs, rate, args, parallel_headroom())
     if not args.skip_hostile:
-        logging.getLogger("r1zero.scoring").setLevel(logging.ERROR)    # counted in the table
+        logging.getLogger("r1zero.scoring.pool").setLevel(logging.ERROR)    # counted in the table
         print("\nhostile inputs (generated; 2 workers, kill timeout "
               f"{args.timeout:g} s, 3 GiB address-space cap per worker)\n")
         print("| scorer | samples | worst latency | timeouts | errors | executed | batch completed |")

@@ -26,7 +26,7 @@ def cache_dir() -> Path:
 
 
 def demo_config(out: Path, model_dir: Path, data_file: Path, overrides=()):
-    from r1zero.config_load import load_config
+    from r1zero.config.load import load_config
 
     base = yaml.safe_load(RECIPE.read_text())
     base["model"]["path"] = str(model_dir)

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import torch
 import torch.distributed as tdist
 
-from r1zero.errors import ConfigError
+from r1zero.host.errors import ConfigError
 
 log = logging.getLogger("r1zero.train")
 

@@ -168,7 +168,7 @@ class SamplerRolloutEngine:
 
 def stop_token_ids(tokenizer: Any, cfg: Any) -> list[int]:
     """EOS plus the template's stop words that are single tokens."""
-    from r1zero.registry import get_template
+    from r1zero.host.registry import get_template
 
     ids = []
     if tokenizer.eos_token_id is not None:

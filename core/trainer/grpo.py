@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from r1zero.algo import clipped_policy_loss, group_advantages, kl_penalty, masked_mean
-from r1zero.registry import get_backend, get_scorers, host_for
-from r1zero.scoring import ScoringPool
+from r1zero.host.registry import get_backend, get_scorers, host_for
+from r1zero.scoring.pool import ScoringPool
 from r1zero.trainer import checkpoint
 from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.engine import SeqBatch

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import attrs
 
-from r1zero.registry import get_handler, get_template
+from r1zero.host.registry import get_handler, get_template
 
 
 @attrs.frozen
@@ -29,11 +29,11 @@ def output_dir(cfg: Any) -> Path:
 
 def run_preprocess(cfg: Any, host: Any = None, force: bool = False, skip_bad_rows: bool | None = None):
     """Preprocess ``cfg.data.input`` (reusing an identical earlier output)."""
-    from r1zero.config_load import to_dict
-    from r1zero.preprocess import preprocess
+    from r1zero.config.load import to_dict
+    from r1zero.data.preprocess import preprocess
 
     if not cfg.data.input:
-        from r1zero.errors import ConfigError
+        from r1zero.host.errors import ConfigError
 
         raise ConfigError("no input dataset: set data.input", key="data.input")
     handler = get_handler(cfg.data.handler, cfg.data.handler_plugin, host)
@@ -47,7 +47,7 @@ def run_preprocess(cfg: Any, host: Any = None, force: bool = False, skip_bad_row
 
 
 def load_prompts(cfg: Any, tokenizer: Any, host: Any = None) -> list[PromptRow]:
-    from r1zero.preprocess import load_preprocessed
+    from r1zero.data.preprocess import load_preprocessed
 
     run_preprocess(cfg, host)
     table, _manifest = load_preprocessed(output_dir(cfg))

@@ -19,7 +19,7 @@ import os
 import socket
 from typing import Any, Callable, Sequence
 
-from r1zero.errors import BackendUnavailable, ConfigError
+from r1zero.host.errors import BackendUnavailable, ConfigError
 
 log = logging.getLogger("r1zero.train")
 PLACEMENT_TIMEOUT_S = 300
@@ -44,7 +44,7 @@ class TrainWorker:
             return ray.util.get_node_ip_address(), s.getsockname()[1]
 
     def setup(self, cfg: Any, master: tuple[str, int], resume: bool) -> None:
-        from r1zero.registry import get_backend, host_for
+        from r1zero.host.registry import get_backend, host_for
         from r1zero.trainer.dist import DataParallel
         from r1zero.trainer.grpo import GRPOTrainer
 
@@ -102,7 +102,7 @@ class WorkerGroup:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from r1zero.launch import cluster_ready, expected_resources, per_node, runtime_env
+        from r1zero.plugins.backends.launch import cluster_ready, expected_resources, per_node, runtime_env
 
         self.world = backend.world_size(cfg)
         res, n = backend.ray_resource, per_node(backend, cfg)
@@ -173,7 +173,7 @@ def connect(cfg: Any, backend: Any) -> bool:
     initialised Ray (a test's, a notebook's) is used as it is."""
     import ray
 
-    from r1zero.launch import runtime_env, start_local
+    from r1zero.plugins.backends.launch import runtime_env, start_local
 
     if ray.is_initialized():
         return False
@@ -189,7 +189,7 @@ def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
     """Train ``cfg`` data-parallel on Ray; returns rank 0's per-step metrics (as ``run()``)."""
     import ray
 
-    from r1zero.registry import get_backend, host_for
+    from r1zero.host.registry import get_backend, host_for
     from r1zero.trainer.dist import check_data_parallel
     from r1zero.trainer.prompts import run_preprocess
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from r1zero.backends import Backend
-from r1zero.errors import BackendUnavailable
-from r1zero.hookspecs import hookimpl
+from r1zero.host.backends import Backend
+from r1zero.host.errors import BackendUnavailable
+from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.backends.layout import (A3_DIES_PER_NODE, LayoutPlan, check_node_devices,
                                             plan_layout)
 from r1zero.plugins.backends.probe import import_error, vllm_or_default, missing_modules

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from r1zero.backends import Backend
-from r1zero.hookspecs import hookimpl
+from r1zero.host.backends import Backend
+from r1zero.host.hookspecs import hookimpl
 
 
 class CPUBackend(Backend):

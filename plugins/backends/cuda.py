@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from r1zero.backends import Backend
-from r1zero.errors import ConfigError
-from r1zero.hookspecs import hookimpl
+from r1zero.host.backends import Backend
+from r1zero.host.errors import ConfigError
+from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.backends.layout import LayoutPlan, check_node_devices, plan_layout
 from r1zero.plugins.backends.probe import vllm_or_default
 

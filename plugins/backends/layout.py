@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from attrs import frozen
 
-from r1zero.errors import ConfigError
+from r1zero.host.errors import ConfigError
 
 A3_DIES_PER_NODE = 16
 

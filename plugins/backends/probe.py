@@ -36,8 +36,8 @@ def vllm_or_default(backend: Any, cfg: Any, train_engine: Any, tokenizer: Any,
                     modules: Sequence[str] = ("vllm",)) -> Any:
     """The vLLM rollout engine when ``rollout.engine`` selects it (``use_vllm``: "vllm" always,
     "auto" when every module in ``modules`` imports), else the base backend's lean sampler."""
-    from r1zero.backends import Backend
-    from r1zero.vllm_rollout import use_vllm
+    from r1zero.host.backends import Backend
+    from r1zero.plugins.backends.vllm_rollout import use_vllm
 
     engine, why, module = cfg.rollout.engine, None, modules[0]
     if engine in ("vllm", "auto"):
@@ -47,7 +47,7 @@ def vllm_or_default(backend: Any, cfg: Any, train_engine: Any, tokenizer: Any,
                 break
     if use_vllm(engine, why, backend.name, module):
         backend.require()
-        from r1zero.vllm_rollout import VLLMRolloutEngine
+        from r1zero.plugins.backends.vllm_rollout import VLLMRolloutEngine
 
         return VLLMRolloutEngine(cfg, train_engine, tokenizer)
     return Backend.make_rollout_engine(backend, cfg, train_engine, tokenizer)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from r1zero.data import DatasetHandler, Item, RowRef
-from r1zero.hookspecs import hookimpl
+from r1zero.data.records import DatasetHandler, Item, RowRef
+from r1zero.host.hookspecs import hookimpl
 
 ALIAS = "R1AlpacaStyleInstructionHandler"
 

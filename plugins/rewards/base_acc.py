@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Mapping
 
 import attrs
 
-from r1zero.hookspecs import hookimpl
+from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.rewards.answer_format import (
     answer_region, last_boxed, last_boxed_anywhere_mindspeed, mindspeed_format_ok,
     strict_format_ok,

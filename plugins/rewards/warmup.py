@@ -15,7 +15,7 @@ import time
 
 from r1zero.plugins.rewards.math_equiv import _math_verify_equal, answers_equal
 
-log = logging.getLogger("r1zero.scoring")
+log = logging.getLogger("r1zero.scoring.pool")
 
 PAIRS = [
     ("\\frac{5}{9}", "0.5"), ("3\\sqrt{7}", "\\sqrt{63}"), ("x^3-4x", "x(x-2)(x+2)"),

@@ -3,8 +3,8 @@ demo's short ``r1_demo``. Strings are exactly MindSpeed-RL's (see shared REFEREN
 
 from __future__ import annotations
 
-from r1zero.hookspecs import hookimpl
-from r1zero.templates import Template
+from r1zero.host.hookspecs import hookimpl
+from r1zero.data.templates import Template
 
 R1_INSTRUCTION = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant "

@@ -10,7 +10,7 @@ RECIPE = str(ROOT / "examples" / "r1_zero_deepseek_671b.yaml")
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "r1zero.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "r1zero.cli.main", *args], capture_output=True, text=True)
 
 
 def test_score_prints_components_and_survives_hostile_answer(tmp_path):

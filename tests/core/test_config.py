@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from r1zero.config_load import load_config
-from r1zero.errors import ConfigError
+from r1zero.config.load import load_config
+from r1zero.host.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,11 +84,11 @@ def test_every_example_recipe_loads():
 
 
 def test_config_show_cli(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "r1zero.cli", "config", "show",
+    out = subprocess.run([sys.executable, "-m", "r1zero.cli.main", "config", "show",
                           str(ROOT / "examples/r1_zero_deepseek_671b.yaml"), "actor.lr=2e-6"],
                          capture_output=True, text=True, check=True).stdout
     assert yaml.safe_load(out)["actor"]["lr"] == 2e-6
-    bad = subprocess.run([sys.executable, "-m", "r1zero.cli", "config", "show",
+    bad = subprocess.run([sys.executable, "-m", "r1zero.cli.main", "config", "show",
                           str(ROOT / "examples/r1_zero_deepseek_671b.yaml"), "actr.lr=1"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "did you mean 'actor'" in bad.stderr

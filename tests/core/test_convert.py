@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from r1zero.config_load import load_config
-from r1zero.convert import (convert_command, dequantize_block, dequantize_checkpoint,
+from r1zero.config.load import load_config
+from r1zero.plugins.backends.convert import (convert_command, dequantize_block, dequantize_checkpoint,
                             fp8_report, layer_flags, read_weight_map, require_bf16,
                             safetensors_header)
-from r1zero.errors import ConfigError
+from r1zero.host.errors import ConfigError
 
 RECIPE = Path(__file__).resolve().parents[2] / "examples" / "r1_zero_deepseek_671b.yaml"
 F8 = torch.float8_e4m3fn

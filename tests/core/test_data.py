@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from r1zero.data import (DatasetHandler, Item, input_sha256, load_items, read_records,
+from r1zero.data.records import (DatasetHandler, Item, input_sha256, load_items, read_records,
                          resolve_map_keys, tokenizer_sha256)
-from r1zero.errors import ConfigError, DatasetError
+from r1zero.host.errors import ConfigError, DatasetError
 from r1zero.plugins.datasets.deepscaler import DeepScalerHandler
 
 RECORDS = [{"problem": f"What is {i} + {i}?", "answer": str(2 * i), "solution": "...",

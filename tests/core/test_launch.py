@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from r1zero.config_load import load_config
-from r1zero.launch import (cluster_ready, expected_resources, export_lines, head_command,
+from r1zero.config.load import load_config
+from r1zero.plugins.backends.launch import (cluster_ready, expected_resources, export_lines, head_command,
                            node_script, run_with_retries, runtime_env, start_local, worker_command)
-from r1zero.manager import PluginHost
+from r1zero.host.manager import PluginHost
 
 RECIPE = Path(__file__).resolve().parents[2] / "examples" / "r1_zero_deepseek_671b.yaml"
 

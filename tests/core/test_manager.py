@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from r1zero.errors import PluginError
-from r1zero.manager import PluginHost
+from r1zero.host.errors import PluginError
+from r1zero.host.manager import PluginHost
 from tests.plugin_dists import activate, make_dist
 
 REWARD = '''
-from r1zero.hookspecs import hookimpl
+from r1zero.host.hookspecs import hookimpl
 
 class Scorer:
     name = "{name}"
@@ -93,7 +93,7 @@ def test_import_failure_names_plugin_and_distribution(tmp_path, monkeypatch):
 
 def test_garbage_registration_is_reported(tmp_path, monkeypatch):
     site = tmp_path / "site"
-    code = ("from r1zero.hookspecs import hookimpl\n"
+    code = ("from r1zero.host.hookspecs import hookimpl\n"
             "@hookimpl\ndef register_rewards(register):\n    register(42)\n")
     make_dist(site, "r1zero-garbage", "1.0", {"r1z_test_garbage": code}, {"garbage": "r1z_test_garbage"})
     activate(site, monkeypatch)
@@ -114,11 +114,11 @@ def test_local_module_from_config_and_env(tmp_path, monkeypatch):
 
 def test_register_in_memory_plugin_then_unregister(host):
     class Plugin:
-        from r1zero.hookspecs import hookimpl
+        from r1zero.host.hookspecs import hookimpl
 
         @hookimpl
         def register_templates(self, register):
-            from r1zero.templates import Template
+            from r1zero.data.templates import Template
             register(Template("tmp_tpl", format_user=("Q: {{content}}\nA:",)))
     host.register(Plugin(), name="throwaway")
     try:
@@ -129,7 +129,7 @@ def test_register_in_memory_plugin_then_unregister(host):
 
 
 def test_cli_plugins_json_lists_builtins():
-    out = subprocess.run([sys.executable, "-m", "r1zero.cli", "plugins", "--json"],
+    out = subprocess.run([sys.executable, "-m", "r1zero.cli.main", "plugins", "--json"],
                          capture_output=True, text=True, check=True).stdout
     rows = {r["name"]: r for r in json.loads(out)}
     assert rows["templates"]["source"] == "built-in"

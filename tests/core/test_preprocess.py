@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 import r1zero
-from r1zero.data import input_sha256
-from r1zero.errors import DatasetError
+from r1zero.data.records import input_sha256
+from r1zero.host.errors import DatasetError
 from r1zero.plugins.datasets.deepscaler import DeepScalerHandler
 from r1zero.plugins.templates.r1 import builtin_templates
-from r1zero.preprocess import load_preprocessed, load_tokenizer, preprocess
+from r1zero.data.preprocess import load_preprocessed, load_tokenizer, preprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 H = DeepScalerHandler()
@@ -211,7 +211,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys
     from r1zero.plugins.datasets.deepscaler import DeepScalerHandler
     from r1zero.plugins.templates.r1 import builtin_templates
-    from r1zero.preprocess import preprocess
+    from r1zero.data.preprocess import preprocess
     tpl = {t.name: t for t in builtin_templates()}["deepseek3_r1"]
     preprocess(sys.argv[1], DeepScalerHandler(), tpl, sys.argv[2], sys.argv[3], map_keys=None,
                max_prompt_length=4096, workers=1)

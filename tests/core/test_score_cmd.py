@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from r1zero.errors import ConfigError, DatasetError, PluginError, R1ZeroError
-from r1zero.manager import get_host
-from r1zero.score_cmd import read_rows, resolve_scorers, run_score, split_options
+from r1zero.host.errors import ConfigError, DatasetError, PluginError, R1ZeroError
+from r1zero.host.manager import get_host
+from r1zero.cli.score import read_rows, resolve_scorers, run_score, split_options
 
 
 def write(path, rows):
@@ -67,7 +67,7 @@ def test_options_and_unknown_names():
 
 
 PLUGIN = '''
-from r1zero.hookspecs import hookimpl
+from r1zero.host.hookspecs import hookimpl
 
 class Picky:
     name, components, in_process, in_process_reason = "picky", ("len",), False, ""

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from r1zero.errors import ScoringError
-from r1zero.scoring import ScoreBatch, Scorer, ScoringPool
-from r1zero.scoring_workers import check_result
+from r1zero.host.errors import ScoringError
+from r1zero.scoring.pool import ScoreBatch, Scorer, ScoringPool
+from r1zero.scoring.workers import check_result
 
 TIMEOUT = 0.5
 
@@ -80,7 +80,7 @@ def test_many_samples_keep_their_order(pool):
 def test_hanging_scorer_is_killed_and_the_batch_completes(pool, bad, caplog):
     before = pool.workers_replaced
     t = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="r1zero.scoring"):
+    with caplog.at_level(logging.WARNING, logger="r1zero.scoring.pool"):
         b = pool.score(["1", bad, "3", "4"], ["g"] * 4)
     assert time.perf_counter() - t < TIMEOUT + 3
     assert b.components["echo/reward"] == [1.0, 0.0, 3.0, 4.0]

@@ -12,7 +12,7 @@ from r1zero.demo.corpus import (
     DEFAULT_MIX, DEMO_TEMPLATE, continuation, documents, render_demo_prompt,
 )
 from r1zero.plugins.rewards.answer_format import last_boxed, strict_format_ok
-from r1zero.templates import Template
+from r1zero.data.templates import Template
 
 
 def test_r1_format_is_a_minority_with_mostly_right_answers():

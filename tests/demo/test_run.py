@@ -10,7 +10,7 @@ import sys
 def test_demo_command_runs_the_real_pipeline(tmp_path):
     env = dict(os.environ, R1ZERO_CACHE=str(tmp_path / "cache"))
     out = subprocess.run(
-        [sys.executable, "-m", "r1zero.cli", "demo", "--out", str(tmp_path / "run"),
+        [sys.executable, "-m", "r1zero.cli.main", "demo", "--out", str(tmp_path / "run"),
          "--pretrain-steps", "3", "actor.train_iters=2", "backend.num_threads=1",
          "scoring.workers=1", "logging.progress=false"],
         capture_output=True, text=True, env=env, timeout=600)

@@ -47,8 +47,8 @@ def author_run(tmp_path_factory, examples_installed) -> AuthorRun:
     """What plugin authors do, once for all packages: generate a package of every kind with
     the CLI, pip-install them, then run the generated tests and the example packages' tests
     (`python -m pytest` over their folders, in one process to pay its start-up once)."""
-    from r1zero.cli import main
-    from r1zero.scaffold import Names
+    from r1zero.cli.main import main
+    from r1zero.cli.scaffold import Names
 
     root = tmp_path_factory.mktemp("author")
     out = io.StringIO()

@@ -55,7 +55,7 @@ def ensure_installed(paths: list[Path]) -> list[str]:
         importlib.invalidate_caches()
         for p in todo:
             _activate(project(p)["name"])
-        from r1zero.manager import reset_host
+        from r1zero.host.manager import reset_host
 
         reset_host()   # a host built earlier in this process has not seen the new entry points
     return [project(p)["name"] for p in todo]

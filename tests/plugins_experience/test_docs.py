@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from r1zero import hookspecs
-from r1zero.manager import KINDS, PluginHost
-from r1zero.scoring import ScoringPool
+from r1zero.host import hookspecs
+from r1zero.host.manager import KINDS, PluginHost
+from r1zero.scoring.pool import ScoringPool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "plugins.md"
@@ -73,7 +73,7 @@ def _exercise(kind: str, obj, tmp_path: Path) -> None:
     if kind == "templates":
         assert "2 + 3" in obj.render("2 + 3")
     elif kind == "dataset_handlers":
-        from r1zero.data import load_items
+        from r1zero.data.records import load_items
 
         data = tmp_path / "mc.jsonl"
         data.write_text('{"question": "2 + 3?", "choices": ["4", "5"], "answer": 1}\n'

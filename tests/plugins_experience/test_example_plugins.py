@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from r1zero import manager
-from r1zero.cli import main
-from r1zero.config_load import load_config
-from r1zero.manager import PluginHost
+from r1zero.host import manager
+from r1zero.cli.main import main
+from r1zero.config.load import load_config
+from r1zero.host.manager import PluginHost
 from r1zero.trainer.grpo import GRPOTrainer
 from r1zero.trainer.metrics import read_metrics
 from tests.plugins_experience.conftest import EXAMPLE_DIRS

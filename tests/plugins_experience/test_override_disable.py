@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import pytest
 
-from r1zero.config_load import load_config
-from r1zero.errors import PluginError
-from r1zero.manager import PluginHost
-from r1zero.registry import get_scorers, get_template
+from r1zero.config.load import load_config
+from r1zero.host.errors import PluginError
+from r1zero.host.manager import PluginHost
+from r1zero.host.registry import get_scorers, get_template
 from r1zero.trainer.prompts import load_prompts
 from tests.plugin_dists import activate, make_dist
 
 OVERRIDE = '''
-from r1zero.hookspecs import hookimpl
-from r1zero.templates import Template
+from r1zero.host.hookspecs import hookimpl
+from r1zero.data.templates import Template
 
 @hookimpl
 def register_templates(register):

@@ -10,15 +10,15 @@ import json
 
 import pytest
 
-from r1zero import manager
-from r1zero.cli import main
-from r1zero.manager import PluginHost
-from r1zero.registry import get_reward
-from r1zero.scoring import ScoringPool
+from r1zero.host import manager
+from r1zero.cli.main import main
+from r1zero.host.manager import PluginHost
+from r1zero.host.registry import get_reward
+from r1zero.scoring.pool import ScoringPool
 from tests.plugin_dists import activate, make_dist
 
 GARBAGE = '''
-from r1zero.hookspecs import hookimpl
+from r1zero.host.hookspecs import hookimpl
 
 @hookimpl
 def register_rewards(register):
@@ -26,7 +26,7 @@ def register_rewards(register):
 '''
 
 MALFORMED = '''
-from r1zero.hookspecs import hookimpl
+from r1zero.host.hookspecs import hookimpl
 
 class Scorer:
     components = ("part",)

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from r1zero.config_load import load_config
+from r1zero.config.load import load_config
 from r1zero.trainer.grpo import GRPOTrainer
 from r1zero.trainer.metrics import read_metrics
 from tests.trainer.conftest import recipe, write_recipe
@@ -85,7 +85,7 @@ def test_run_writes_metrics_tensorboard_plots_and_loadable_checkpoint(tiny_setup
 
 def _train_cmd(cfg_path, *extra):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "r1zero.cli", "train", str(cfg_path), *extra],
+    return subprocess.Popen([sys.executable, "-m", "r1zero.cli.main", "train", str(cfg_path), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
 
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from r1zero.config_load import load_config
-from r1zero.errors import ConfigError
+from r1zero.config.load import load_config
+from r1zero.host.errors import ConfigError
 from r1zero.trainer.dist import (check_data_parallel, merge_records, shard_prompts,
                                  unshard_prompts)
 from r1zero.trainer.metrics import read_metrics
@@ -74,7 +74,7 @@ def local_ray():
 @pytest.fixture(scope="module")
 def dp_group(tiny_setup, tmp_path_factory, local_ray):
     """Two Ray workers (ranks 0, 1) of one recipe; starting them is most of this file's time."""
-    from r1zero.registry import get_backend
+    from r1zero.host.registry import get_backend
     from r1zero.trainer.prompts import run_preprocess
     from r1zero.trainer.ray_runner import WorkerGroup
 
@@ -137,7 +137,7 @@ def test_two_rank_run_writes_metrics_and_checkpoints_and_resumes_exactly(tiny_se
                                                                          dp_group):
     from transformers import AutoTokenizer
 
-    from r1zero.commands import cmd_train
+    from r1zero.cli.commands import cmd_train
     from r1zero.trainer.data_order import PromptOrder
     from r1zero.trainer.prompts import load_prompts
 

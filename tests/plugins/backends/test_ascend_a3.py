@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import r1zero.registry
-from r1zero.config_load import load_config
-from r1zero.errors import BackendUnavailable, ConfigError
-from r1zero.manager import PluginHost
+import r1zero.host.registry
+from r1zero.config.load import load_config
+from r1zero.host.errors import BackendUnavailable, ConfigError
+from r1zero.host.manager import PluginHost
 from r1zero.plugins.backends.ascend_a3 import train_requirements
 from r1zero.plugins.backends.probe import import_error
 
@@ -47,7 +47,7 @@ def test_hook_register_backends_ascend_a3(a3):
 
 @needs_no_torch_npu
 def test_unavailable_names_the_missing_module(a3):
-    ok, reason = r1zero.registry.get_backend("ascend_a3").is_available()
+    ok, reason = r1zero.host.registry.get_backend("ascend_a3").is_available()
     assert not ok and reason == f"torch_npu not importable ({NO_TORCH_NPU})"
     with pytest.raises(BackendUnavailable) as exc:
         a3.require()

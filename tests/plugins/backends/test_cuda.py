@@ -4,12 +4,12 @@ itself unavailable with torch's own reason; the GPU tests skip with that same re
 import pytest
 import torch
 
-import r1zero.registry
-from r1zero.config_load import load_config
-from r1zero.errors import BackendUnavailable, ConfigError
-from r1zero.manager import PluginHost
+import r1zero.host.registry
+from r1zero.config.load import load_config
+from r1zero.host.errors import BackendUnavailable, ConfigError
+from r1zero.host.manager import PluginHost
 from r1zero.plugins.backends.probe import import_error
-from r1zero.vllm_rollout import use_vllm
+from r1zero.plugins.backends.vllm_rollout import use_vllm
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_hook_register_backends_cuda(cuda):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_unavailable_here_with_torchs_reason(cuda):
-    ok, reason = r1zero.registry.get_backend("cuda").is_available()
+    ok, reason = r1zero.host.registry.get_backend("cuda").is_available()
     assert not ok
     assert reason == f"torch.cuda.is_available() is False (torch {torch.__version__} build)"
     if torch.version.cuda is None:        # the CPU wheel installed here: 2.13.0+cpu

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from r1zero.config_load import load_config
-from r1zero.errors import ConfigError
+from r1zero.config.load import load_config
+from r1zero.host.errors import ConfigError
 from r1zero.plugins.backends.layout import (LayoutPlan, actor_data_parallel, actor_expert_ranks,
                                             check_node_devices, check_num_layer_list,
                                             experts_per_rank, plan_layout, rollout_expert_groups,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from r1zero.data import DEFAULT_MAP_KEYS, Item, RowRef, resolve_map_keys
-from r1zero.errors import DatasetError
-from r1zero.manager import PluginHost
+from r1zero.data.records import DEFAULT_MAP_KEYS, Item, RowRef, resolve_map_keys
+from r1zero.host.errors import DatasetError
+from r1zero.host.manager import PluginHost
 from r1zero.plugins.datasets.deepscaler import ALIAS, DeepScalerHandler
 
 H = DeepScalerHandler()

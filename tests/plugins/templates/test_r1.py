@@ -4,10 +4,10 @@ import pytest
 from tokenizers import Tokenizer, models
 from transformers import PreTrainedTokenizerFast
 
-from r1zero.errors import ConfigError, PluginError
-from r1zero.manager import PluginHost
-from r1zero.registry import get_template
-from r1zero.templates import Template, load_templates_file
+from r1zero.host.errors import ConfigError, PluginError
+from r1zero.host.manager import PluginHost
+from r1zero.host.registry import get_template
+from r1zero.data.templates import Template, load_templates_file
 
 # The reference string, written out here on purpose (shared REFERENCE.md §1), not imported.
 DEEPSEEK3_R1 = (

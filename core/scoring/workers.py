@@ -29,9 +29,9 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any, Mapping, NamedTuple, Sequence
 
-from r1zero.errors import ScoringError
+from r1zero.host.errors import ScoringError
 
-log = logging.getLogger("r1zero.scoring")
+log = logging.getLogger("r1zero.scoring.pool")
 START_TIMEOUT_S = 120.0      # a fresh worker must report ready within this
 
 
@@ -140,7 +140,7 @@ class WorkerSet:
         self.scorers, self.timeout_s, self.chunk_size = scorers, timeout_s, chunk_size
         self.module_files = _file_modules(scorers)
         self.ctx = mp.get_context("forkserver")
-        self.ctx.set_forkserver_preload(["r1zero.scoring_workers", *preload])
+        self.ctx.set_forkserver_preload(["r1zero.scoring.workers", *preload])
         self.pending: collections.deque[Task] = collections.deque()
         self.outcomes: dict[int, Outcome] = {}
         try:

@@ -19,8 +19,8 @@ from typing import IO, Any, Mapping, Sequence
 
 import yaml
 
-from r1zero.errors import ConfigError, DatasetError
-from r1zero.scoring import ScoreBatch, ScoringPool
+from r1zero.host.errors import ConfigError, DatasetError
+from r1zero.scoring.pool import ScoreBatch, ScoringPool
 
 GOLD_KEYS = ("ground_truth", "gold")
 CHUNK = 1024
@@ -35,7 +35,7 @@ def resolve_scorers(names: Sequence[str], options: Mapping[str, Any] | None = No
     """
     per_scorer = split_options(names, options or {})
     try:
-        from r1zero.registry import get_reward
+        from r1zero.host.registry import get_reward
     except ImportError:            # registry not available: the built-in only
         from r1zero.plugins.rewards.base_acc import BaseAccScorer
 

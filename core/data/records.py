@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping, NamedTuple
 
 import attrs
 
-from r1zero.errors import ConfigError, DatasetError
+from r1zero.host.errors import ConfigError, DatasetError
 
 SUPPORTED_FORMATS = (".json (list or lines)", ".jsonl", ".ndjson", ".parquet",
                      "a directory saved by datasets.save_to_disk")
@@ -275,7 +275,7 @@ def _convert(handler: DatasetHandler, rec: dict, keys: Mapping[str, str], where:
                            path=where.path, row=where.row) from exc
     if not isinstance(item, Item):
         raise DatasetError(f"dataset handler {getattr(handler, 'name', handler)!r} returned "
-                           f"{type(item).__name__}, not r1zero.data.Item",
+                           f"{type(item).__name__}, not r1zero.data.records.Item",
                            path=where.path, row=where.row)
     return item
 

@@ -6,11 +6,11 @@
         batch.components["base_acc/accuracy"]
 
 A scorer (``Scorer``) scores ONE sample and returns ``{"reward": r, <component>: c, ...}``.
-Scorers run in worker processes (``r1zero.scoring_workers``) with a per-sample wall-clock
+Scorers run in worker processes (``r1zero.scoring.workers``) with a per-sample wall-clock
 timeout enforced by killing and replacing the worker. A timeout, a crash, an exception or a
 malformed result gives that sample reward 0 and every component 0 *for that scorer*, is
 counted in ``counts`` (``reward/timeouts``, ``reward/errors`` and per scorer
-``reward/<name>/timeouts`` / ``.../errors``), logged on logger ``r1zero.scoring`` and listed
+``reward/<name>/timeouts`` / ``.../errors``), logged on logger ``r1zero.scoring.pool`` and listed
 in ``errors``; the batch always completes. A scorer with ``in_process = True`` (and a
 ``in_process_reason``) runs in the calling process instead: no isolation, no timeout.
 
@@ -30,9 +30,9 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import attrs
 
-from r1zero.scoring_workers import Outcome, Task, WorkerSet, check_result
+from r1zero.scoring.workers import Outcome, Task, WorkerSet, check_result
 
-log = logging.getLogger("r1zero.scoring")
+log = logging.getLogger("r1zero.scoring.pool")
 LOGGED_PER_SCORER = 5          # individual log lines per scorer and batch; the rest are summed
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Sequence
 
-from r1zero.errors import BackendUnavailable
+from r1zero.host.errors import BackendUnavailable
 
 
 def use_vllm(engine: str, vllm_error: str | None, backend: str, module: str = "vllm") -> bool:

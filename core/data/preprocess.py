@@ -32,11 +32,11 @@ from typing import Any, Mapping
 import attrs
 
 import r1zero
-from r1zero.data import (DatasetHandler, Item, LoadStats, input_sha256, iter_items,
+from r1zero.data.records import (DatasetHandler, Item, LoadStats, input_sha256, iter_items,
                          resolve_map_keys, text_sha256, tokenizer_sha256)
-from r1zero.errors import ConfigError, DatasetError
+from r1zero.host.errors import ConfigError, DatasetError
 
-log = logging.getLogger("r1zero.preprocess")
+log = logging.getLogger("r1zero.data.preprocess")
 FORMAT = "r1zero-preprocessed/1"
 DATA_FILE, MANIFEST_FILE = "data.parquet", "manifest.json"
 CHUNK = 512         # prompts per task sent to a worker
@@ -178,7 +178,7 @@ def load_tokenizer(tokenizer_path: str | Path) -> Any:
 # -- plan ------------------------------------------------------------------------------------
 def _resolve(handler: Any, template: Any) -> tuple[Any, Any]:
     if isinstance(handler, str) or isinstance(template, str):
-        from r1zero.registry import get_handler, get_template
+        from r1zero.host.registry import get_handler, get_template
 
         handler = get_handler(handler) if isinstance(handler, str) else handler
         template = get_template(template) if isinstance(template, str) else template

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from r1zero.config_load import load_config
+from r1zero.config.load import load_config
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    from r1zero.registry import host_for
+    from r1zero.host.registry import host_for
     from r1zero.trainer.prompts import run_preprocess
 
     cfg = load_config(args.config, args.overrides)
@@ -44,13 +44,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from r1zero.score_cmd import run_score
+    from r1zero.cli.score import run_score
 
     options = {}
     for item in args.option:
         key, sep, value = item.partition("=")
         if not sep:
-            from r1zero.errors import ConfigError
+            from r1zero.host.errors import ConfigError
 
             raise ConfigError(f"--option {item!r} must look like key=value")
         options[key] = value
@@ -59,7 +59,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _backend_and_config(args: argparse.Namespace):
-    from r1zero.registry import get_backend, host_for
+    from r1zero.host.registry import get_backend, host_for
 
     cfg = load_config(args.config, args.overrides)
     return get_backend(cfg.backend.name, cfg.backend.plugin, host_for(cfg)), cfg
@@ -67,7 +67,7 @@ def _backend_and_config(args: argparse.Namespace):
 
 def cmd_launch(args: argparse.Namespace) -> int:
     """Print (or write) the script every node runs to form the Ray cluster and train."""
-    from r1zero import launch
+    from r1zero.plugins.backends import launch
 
     backend, cfg = _backend_and_config(args)
     script = launch.node_script(backend, cfg, args.config, master_addr=args.master_addr,
@@ -87,7 +87,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     """Print the MindSpeed-LLM HF -> mcore command for this recipe's layout (checks FP8 first)."""
     import shlex
 
-    from r1zero import convert
+    from r1zero.plugins.backends import convert
 
     _, cfg = _backend_and_config(args)
     if args.check:

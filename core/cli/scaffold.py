@@ -6,7 +6,7 @@
 KIND is one of templates | datasets | rewards | backends. The package has a pyproject.toml
 declaring one entry point in the ``r1zero`` group, a module registering one thing named NAME
 through the kind's hook, a README and a test that passes once the package is installed.
-The skeletons' code is in :mod:`r1zero.scaffold_code`.
+The skeletons' code is in :mod:`r1zero.cli.scaffold_code`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import attrs
 
-from r1zero.errors import R1ZeroError
-from r1zero.scaffold_code import SKELETONS
+from r1zero.host.errors import R1ZeroError
+from r1zero.cli.scaffold_code import SKELETONS
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -96,7 +96,7 @@ def new_plugin(kind: str, name: str, parent: str | Path = ".") -> Path:
 
 def existing_owners(kind: str, name: str) -> list[str]:
     """Labels of installed plugins that already register ``name`` for ``kind``."""
-    from r1zero.manager import PluginHost
+    from r1zero.host.manager import PluginHost
 
     host_kind = SKELETONS[kind].host_kind
     return [r.plugin.label() for r in PluginHost().load().items(host_kind) if r.name == name]

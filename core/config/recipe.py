@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
-from r1zero.errors import ConfigError
+from r1zero.host.errors import ConfigError
 
 _pos = attrs.validators.gt(0)
 _nonneg = attrs.validators.ge(0)

@@ -17,11 +17,11 @@ import logging
 import sys
 from typing import Sequence
 
-from r1zero.errors import R1ZeroError
+from r1zero.host.errors import R1ZeroError
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from r1zero.manager import KINDS, get_host
+    from r1zero.host.manager import KINDS, get_host
 
     host = get_host()
     for kind in KINDS:      # collect all registrations so failures in hooks show up too
@@ -47,7 +47,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
-    from r1zero.config_load import dump_yaml, load_config
+    from r1zero.config.load import dump_yaml, load_config
 
     print(dump_yaml(load_config(args.config, args.overrides)), end="")
     return 0
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("kind", choices=["templates", "datasets", "rewards", "backends"])
     new.add_argument("name", help="registered name, e.g. my_reward -> package r1zero-my-reward")
     new.add_argument("--dir", default=".", help="folder to create the package in (default: .)")
-    new.set_defaults(func=_lazy("r1zero.scaffold", "cmd_plugin_new"))
+    new.set_defaults(func=_lazy("r1zero.cli.scaffold", "cmd_plugin_new"))
 
     sp = sub.add_parser("config", help="config tools")
     csub = sp.add_subparsers(dest="config_command", required=True)
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("overrides", nargs="*")
     sp.add_argument("--skip-bad-rows", action="store_true")
     sp.add_argument("--force", action="store_true")
-    sp.set_defaults(func=_lazy("r1zero.commands", "cmd_preprocess"))
+    sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_preprocess"))
 
     sp = sub.add_parser("demo", help="build a tiny base model and watch GRPO teach it the R1 format")
     sp.add_argument("overrides", nargs="*", help="dotted overrides of the demo recipe")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=5.0, help="per-sample seconds")
     sp.add_argument("--output", default=None, help="per-row results file (default stdout)")
     sp.add_argument("--json", action="store_true")
-    sp.set_defaults(func=_lazy("r1zero.commands", "cmd_score"))
+    sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_score"))
 
     sp = sub.add_parser("launch", help="write the per-node script that forms the Ray cluster and trains")
     sp.add_argument("config")
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--master-addr", required=True)
     sp.add_argument("--port", type=int, default=6766)
     sp.add_argument("--output", default=None)
-    sp.set_defaults(func=_lazy("r1zero.commands", "cmd_launch"))
+    sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_launch"))
 
     sp = sub.add_parser("convert", help="HF -> Megatron-mcore conversion command for the recipe's layout")
     sp.add_argument("config")
@@ -127,13 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mtp-num-layers", type=int, default=0)
     sp.add_argument("--mindspeed-llm-dir", default=None)
     sp.add_argument("--check", action="store_true", help="refuse FP8 weights (dequantise first)")
-    sp.set_defaults(func=_lazy("r1zero.commands", "cmd_convert"))
+    sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_convert"))
 
     sp = sub.add_parser("train", help="run GRPO (in-process; Ray when ray.enabled)")
     sp.add_argument("config")
     sp.add_argument("overrides", nargs="*")
     sp.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    sp.set_defaults(func=_lazy("r1zero.commands", "cmd_train"))
+    sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_train"))
     return p
 
 

@@ -94,7 +94,7 @@ def node_script(backend: Any, cfg: Any, config_path: str, *, master_addr: str,
     head = shlex.join(head_command(backend, cfg, master_addr=master_addr, node_ip="IP_", port=port))
     worker = shlex.join(worker_command(backend, cfg, master_addr=master_addr, node_ip="IP_", port=port))
     train = shlex.join(["r1zero", "train", config_path, *overrides])
-    wait = (f"from r1zero.launch import wait_for_cluster; "
+    wait = (f"from r1zero.plugins.backends.launch import wait_for_cluster; "
             f"wait_for_cluster({json.dumps(expected)}, timeout_s={wait_timeout_s})")
     lines = [
         "#!/usr/bin/env bash",
@@ -123,7 +123,7 @@ def wait_for_cluster(expected: Mapping[str, float], timeout_s: float = 1800,
     """Connect to the running cluster and poll until ``expected`` resources are registered."""
     import ray
 
-    from r1zero.errors import BackendUnavailable
+    from r1zero.host.errors import BackendUnavailable
 
     ray.init(address=address, ignore_reinit_error=True, logging_level="WARNING")
     deadline = time.monotonic() + timeout_s
