@@ -65,11 +65,22 @@ def _backend_and_config(args: argparse.Namespace):
     return get_backend(cfg.backend.name, cfg.backend.plugin, host_for(cfg)), cfg
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print the layout plan; a plan with failing checks ends in ``r1zero: error:``."""
+    backend, cfg = _backend_and_config(args)
+    plan = backend.plan(cfg)
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.render())
+    plan.require()
+    return 0
+
+
 def cmd_launch(args: argparse.Namespace) -> int:
-    """Print (or write) the script every node runs to form the Ray cluster and train."""
+    """Print (or write) the script every node runs to form the Ray cluster and train, after the
+    layout plan passes: a recipe that cannot run is refused before any node starts."""
     from r1zero.plugins.backends import launch
 
     backend, cfg = _backend_and_config(args)
+    backend.validate_layout(cfg)
     script = launch.node_script(backend, cfg, args.config, master_addr=args.master_addr,
                                 port=args.port, overrides=args.overrides)
     if args.output:

@@ -6,6 +6,7 @@
     r1zero config show CONFIG [key=value ...]
     r1zero preprocess CONFIG [key=value ...] [--skip-bad-rows] [--force]
     r1zero train CONFIG [key=value ...] [--resume]
+    r1zero plan CONFIG [key=value ...] [--json]    # layout and per-die memory, no hardware needed
     r1zero score FILE.jsonl [--scorer base_acc] [--option k=v]
 """
 
@@ -109,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--output", default=None, help="per-row results file (default stdout)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_score"))
+
+    sp = sub.add_parser("plan", help="the recipe's parallel layout and per-die memory; "
+                        "every failing check with its numbers (no hardware needed)")
+    sp.add_argument("config")
+    sp.add_argument("overrides", nargs="*")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_plan"))
 
     sp = sub.add_parser("launch", help="write the per-node script that forms the Ray cluster and trains")
     sp.add_argument("config")

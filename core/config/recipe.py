@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
+from r1zero.config.layout import stage_layers
 from r1zero.host.errors import ConfigError
 
 _pos = attrs.validators.gt(0)
@@ -135,6 +136,8 @@ class ActorConfig:
     shuffle_mini_batch: bool = False
     train_iters: int = field(default=100, validator=_pos)
     seed: int = 1234
+    engine: str = field(default="auto", validator=_choice("auto", "torch", "megatron"), metadata={
+        "help": "train engine; auto = megatron when tp, pp or ep > 1, else torch"})
     tensor_parallel: int = field(default=1, validator=_pos)
     pipeline_parallel: int = field(default=1, validator=_pos)
     expert_parallel: int = field(default=1, validator=_pos)
@@ -216,9 +219,8 @@ class RecipeConfig:
     def __attrs_post_init__(self):
         if not self.rewards:
             raise ValueError("rewards: at least one reward scorer is required")
-        n, layers = self.actor.num_layer_list, self.model.num_layers
-        if n is not None and layers is not None and sum(n) != layers:
-            raise ValueError(f"actor.num_layer_list sums to {sum(n)} but model.num_layers is {layers}")
-        if n is not None and len(n) != self.actor.pipeline_parallel:
-            raise ValueError(f"actor.num_layer_list has {len(n)} stages but "
-                             f"actor.pipeline_parallel is {self.actor.pipeline_parallel}")
+        try:       # the layout's own rule, checked at load time too
+            stage_layers(self.actor.num_layer_list, self.actor.pipeline_parallel,
+                         self.model.num_layers if self.actor.num_layer_list else None)
+        except ConfigError as exc:
+            raise ValueError(f"{exc.key}: {exc.message}") from exc

@@ -1,8 +1,9 @@
-"""The hardware-backend contract and the layout arithmetic every backend shares.
+"""The hardware-backend contract.
 
 A backend is data plus factories (STYLE §8): it names the device, collective and Ray
-resource, says whether it can run here and why not, sets environment variables, validates the
-parallel layout, and builds the training and rollout engines. It holds no training logic.
+resource, says whether it can run here and why not, sets environment variables, plans the
+parallel layout (``r1zero.config.plan``, the one rule set every backend uses), and builds the
+training and rollout engines. It holds no training logic.
 """
 
 from __future__ import annotations
@@ -37,12 +38,34 @@ class Backend:
         for key, value in self.env_vars(cfg).items():
             os.environ.setdefault(key, str(value))
 
-    def world_size(self, cfg: Any) -> int:
-        per_node = cfg.backend.devices_per_node or self.devices_per_node
-        return cfg.backend.num_nodes * per_node
+    max_devices_per_node: int | None = None   # a node's device count, when fixed (A3: 16)
 
-    def validate_layout(self, cfg: Any) -> None:
-        validate_layout(cfg, self.world_size(cfg))
+    def per_node(self, cfg: Any) -> int:
+        return cfg.backend.devices_per_node or self.devices_per_node
+
+    def world_size(self, cfg: Any) -> int:
+        return cfg.backend.num_nodes * self.per_node(cfg)
+
+    def device_memory(self) -> int | None:
+        """Bytes of one device, for the plan's memory checks; None when unknown."""
+        return None
+
+    def plan(self, cfg: Any) -> Any:
+        """The recipe's layout on this backend (``r1zero.config.plan.Plan``), failures listed."""
+        from r1zero.config.layout import check_node_devices
+        from r1zero.config.plan import make_plan
+
+        node_error = None
+        try:
+            check_node_devices(cfg.backend.num_nodes, self.per_node(cfg), self.max_devices_per_node)
+        except ConfigError as exc:
+            node_error = exc
+        return make_plan(cfg, self.world_size(cfg), backend=self.name,
+                         device_memory=self.device_memory(), node_error=node_error)
+
+    def validate_layout(self, cfg: Any) -> Any:
+        """The plan, or one ``ConfigError`` naming every failing check with its numbers."""
+        return self.plan(cfg).require()
 
     def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
         from r1zero.trainer.engine import TorchTrainEngine
@@ -56,35 +79,3 @@ class Backend:
 
     def torch_device(self) -> str:
         return self.device
-
-
-def validate_layout(cfg: Any, world_size: int) -> None:
-    """Check the actor and rollout parallel layouts against ``world_size`` devices.
-
-    Actor: tp * pp must divide world_size (dp = world / (tp*pp)); with ``moe_tp_extend_ep``
-    experts split over tp*ep. Rollout: world_size must be a multiple of its tp*pp.
-    """
-    a, r = cfg.actor, cfg.rollout
-    model_parallel = a.tensor_parallel * a.pipeline_parallel
-    if world_size % model_parallel:
-        raise ConfigError(f"actor tensor_parallel {a.tensor_parallel} x pipeline_parallel "
-                          f"{a.pipeline_parallel} = {model_parallel} does not divide the "
-                          f"{world_size} devices", key="actor")
-    dp = world_size // model_parallel
-    ep_span = a.expert_parallel * (a.tensor_parallel if a.moe_tp_extend_ep else 1)
-    if a.expert_parallel > 1 and (dp * a.tensor_parallel) % ep_span:
-        raise ConfigError(f"actor expert_parallel {a.expert_parallel} (span {ep_span}) must "
-                          f"divide dp {dp} x tp {a.tensor_parallel}", key="actor.expert_parallel")
-    experts = cfg.model.arch.get("n_routed_experts")
-    if experts and a.expert_parallel > 1 and experts % ep_span:
-        raise ConfigError(f"{experts} routed experts do not split over {ep_span} expert ranks",
-                          key="actor.expert_parallel")
-    rollout_mp = r.tensor_parallel * r.pipeline_parallel
-    if world_size % rollout_mp:
-        raise ConfigError(f"rollout tensor_parallel {r.tensor_parallel} x pipeline_parallel "
-                          f"{r.pipeline_parallel} does not divide the {world_size} devices",
-                          key="rollout")
-    samples = a.global_batch_size * r.n_samples_per_prompt
-    if a.micro_batch_size > samples:
-        raise ConfigError(f"actor micro_batch_size {a.micro_batch_size} exceeds the "
-                          f"{samples} sequences of a step", key="actor.micro_batch_size")

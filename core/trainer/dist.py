@@ -21,21 +21,8 @@ from typing import Any, Iterable, Sequence
 import torch
 import torch.distributed as tdist
 
-from r1zero.host.errors import ConfigError
 
 log = logging.getLogger("r1zero.train")
-
-
-def check_data_parallel(cfg: Any, world: int) -> None:
-    """The global batch and each mini-batch (in prompts) must split evenly over ``world`` ranks."""
-    a = cfg.actor
-    if a.global_batch_size % world:
-        raise ConfigError(f"global_batch_size {a.global_batch_size} does not divide over the "
-                          f"{world} data-parallel workers", key="actor.global_batch_size")
-    mini = a.mini_batch_size or a.global_batch_size
-    if mini % world:
-        raise ConfigError(f"mini_batch_size {mini} does not divide over the {world} "
-                          f"data-parallel workers", key="actor.mini_batch_size")
 
 
 def shard_prompts(ids: Sequence[int], mini: int, rank: int, world: int) -> list[int]:

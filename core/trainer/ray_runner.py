@@ -190,7 +190,6 @@ def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
     import ray
 
     from r1zero.host.registry import get_backend, host_for
-    from r1zero.trainer.dist import check_data_parallel
     from r1zero.trainer.prompts import run_preprocess
 
     if not cfg.ray.integrated_worker:
@@ -200,8 +199,6 @@ def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
     host = host_for(cfg)
     backend = get_backend(cfg.backend.name, cfg.backend.plugin, host)
     backend.require()
-    world = backend.world_size(cfg)
-    check_data_parallel(cfg, world)
     backend.validate_layout(cfg)
     run_preprocess(cfg, host)           # once, here: the ranks then reuse it
     started = connect(cfg, backend)

@@ -16,9 +16,10 @@ from typing import Any
 from r1zero.host.backends import Backend
 from r1zero.host.errors import BackendUnavailable
 from r1zero.host.hookspecs import hookimpl
-from r1zero.plugins.backends.layout import (A3_DIES_PER_NODE, LayoutPlan, check_node_devices,
-                                            plan_layout)
+from r1zero.config.layout import A3_DIES_PER_NODE
 from r1zero.plugins.backends.probe import import_error, vllm_or_default, missing_modules
+
+A3_DIE_MEMORY = 64 * 1024 ** 3
 
 
 def a3_env(rollout_expert_parallel: int) -> dict[str, str]:
@@ -56,6 +57,7 @@ class AscendA3Backend(Backend):
     collective = "hccl"
     ray_resource = "NPU"
     devices_per_node = A3_DIES_PER_NODE
+    max_devices_per_node = A3_DIES_PER_NODE
 
     def is_available(self) -> tuple[bool, str]:
         why = import_error("torch_npu")
@@ -74,10 +76,9 @@ class AscendA3Backend(Backend):
         env.update({k: str(v) for k, v in cfg.backend.env.items()})
         return env
 
-    def validate_layout(self, cfg: Any) -> LayoutPlan:
-        per_node = cfg.backend.devices_per_node or self.devices_per_node
-        world = check_node_devices(cfg.backend.num_nodes, per_node, A3_DIES_PER_NODE)
-        return plan_layout(cfg, world)
+    def device_memory(self) -> int | None:
+        """64 GiB of HBM per A3 die (two dies per Ascend 910C chip)."""
+        return A3_DIE_MEMORY
 
     def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
         self.require()

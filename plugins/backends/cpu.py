@@ -24,6 +24,14 @@ class CPUBackend(Backend):
             return False, f"torch not importable ({exc})"
         return True, "torch on CPU"
 
+    def device_memory(self) -> int | None:
+        """The machine's physical memory, shared by its ranks."""
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return None
+        return total
+
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         import torch

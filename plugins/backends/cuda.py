@@ -12,7 +12,6 @@ from typing import Any
 from r1zero.host.backends import Backend
 from r1zero.host.errors import ConfigError
 from r1zero.host.hookspecs import hookimpl
-from r1zero.plugins.backends.layout import LayoutPlan, check_node_devices, plan_layout
 from r1zero.plugins.backends.probe import vllm_or_default
 
 
@@ -41,13 +40,19 @@ class CUDABackend(Backend):
         n = torch.cuda.device_count()
         return True, f"{n} GPU(s): {torch.cuda.get_device_name(0)}"
 
-    def validate_layout(self, cfg: Any) -> LayoutPlan:
+    def per_node(self, cfg: Any) -> int:
         per_node = cfg.backend.devices_per_node or self.devices_per_node
         if not per_node:
             raise ConfigError("no CUDA device visible here and backend.devices_per_node is unset; "
                               "set it to the GPUs of one node", key="backend.devices_per_node")
-        world = check_node_devices(cfg.backend.num_nodes, per_node, None)
-        return plan_layout(cfg, world)
+        return per_node
+
+    def device_memory(self) -> int | None:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return torch.cuda.get_device_properties(0).total_memory
 
     def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
         self.require()

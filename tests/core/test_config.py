@@ -38,7 +38,7 @@ def test_wrong_type_names_key(tmp_path):
 def test_constraints_give_both_numbers():
     with pytest.raises(ConfigError, match="global_batch_size 10 must be divisible by mini_batch_size 4"):
         load_config(None, ["actor.global_batch_size=10", "actor.mini_batch_size=4"])
-    with pytest.raises(ConfigError, match="num_layer_list sums to 60 but model.num_layers is 61"):
+    with pytest.raises(ConfigError, match=r"actor.num_layer_list: num_layer_list \[9, 10, 10, 10, 10, 11\] sums to 60 but the model has 61 layers"):
         load_config(ROOT / "examples/r1_zero_deepseek_671b.yaml",
                     ["actor.num_layer_list=[9,10,10,10,10,11]"])
 

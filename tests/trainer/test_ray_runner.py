@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from r1zero.config.load import load_config
-from r1zero.host.errors import ConfigError
-from r1zero.trainer.dist import (check_data_parallel, merge_records, shard_prompts,
+from r1zero.trainer.dist import (merge_records, shard_prompts,
                                  unshard_prompts)
 from r1zero.trainer.metrics import read_metrics
 from tests.trainer.conftest import recipe, write_recipe
@@ -37,15 +36,6 @@ def test_merge_records_concatenates_in_rank_order_and_adds_counts():
     assert merge_records([a, b]) == {
         "ids": ["p0", "p1"], "rewards": [1.0, 0.0, 0.5, 0.5],
         "components": {"x/format": [1.0, 1.0, 0.0, 1.0]}, "counts": {"reward/errors": 3}}
-
-
-def test_batch_that_does_not_split_over_the_ranks_names_both_numbers():
-    cfg = load_config(None, ["actor.global_batch_size=6", "actor.mini_batch_size=3"])
-    with pytest.raises(ConfigError, match=r"actor.mini_batch_size: mini_batch_size 3 does not "
-                                          r"divide over the 2 data-parallel workers"):
-        check_data_parallel(cfg, 2)
-    with pytest.raises(ConfigError, match=r"global_batch_size 6 does not divide over the 4"):
-        check_data_parallel(cfg, 4)
 
 
 # 4 prompts x 2 samples a step, 2 mini-batches x 2 ppo epochs (old log-probs), micro-batches

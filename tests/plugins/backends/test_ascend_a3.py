@@ -75,8 +75,9 @@ def test_setup_exports_env_without_clobbering(a3, seed_cfg, monkeypatch):
 
 def test_layout_of_the_seed_recipe(a3, seed_cfg):
     plan = a3.validate_layout(seed_cfg)
-    assert (plan.world, plan.actor_dp, plan.actor_expert_ranks) == (384, 16, 64)
-    assert (plan.rollout_instances, plan.rollout_expert_groups) == (192, 3)
+    assert (plan.world, plan.actor["dp"], plan.actor["expert_ranks"]) == (384, 16, 64)
+    assert (plan.rollout["instances"], plan.rollout["expert_groups"]) == (192, 3)
+    assert plan.device_memory == 64 * 1024 ** 3 and plan.engine == "megatron"
 
 
 def test_layout_rejects_more_dies_than_an_a3_node(a3):

@@ -80,8 +80,8 @@ def test_layout_with_declared_gpus(cuda):
     cfg = _cfg("backend.num_nodes=2", "backend.devices_per_node=8", "actor.tensor_parallel=2",
                "actor.global_batch_size=16", "rollout.n_samples_per_prompt=4")
     plan = cuda.validate_layout(cfg)
-    assert (plan.world, plan.actor_dp, plan.rollout_instances) == (16, 8, 16)
-    assert plan.sequences_per_actor_rank == 8                      # 16 x 4 / 8
+    assert (plan.world, plan.actor["dp"], plan.rollout["instances"]) == (16, 8, 16)
+    assert plan.actor["sequences_per_rank"] == 8                   # 16 / 8 prompts x 4
     with pytest.raises(ConfigError, match="tensor_parallel 3 x pipeline_parallel 1 = 3"):
         cuda.validate_layout(_cfg("backend.devices_per_node=8", "actor.tensor_parallel=3"))
 

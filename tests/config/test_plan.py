@@ -1,0 +1,91 @@
+"""The plan of the seed's 671B recipe, every failure collected, memory arithmetic, and the
+commands that use it (``r1zero plan``, ``r1zero launch``)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from r1zero.cli.main import main
+from r1zero.config import memory as M
+from r1zero.config.load import load_config
+from r1zero.config.plan import GIB, make_plan
+from r1zero.host.errors import ConfigError
+
+RECIPE = Path(__file__).resolve().parents[2] / "examples" / "r1_zero_deepseek_671b.yaml"
+A3 = 64 * GIB
+
+
+def test_plan_of_the_seed_recipe():
+    plan = make_plan(load_config(RECIPE), 384, backend="ascend_a3", device_memory=A3)
+    assert plan.ok and plan.engine == "megatron"
+    assert plan.actor == {"dp": 16, "tp": 4, "pp": 6, "ep": 16, "moe_tp_extend_ep": True,
+                          "layers_per_stage": [9, 10, 10, 10, 11, 11], "expert_ranks": 64,
+                          "experts_per_rank": 4, "prompts_per_rank": 24,
+                          "sequences_per_rank": 768}
+    assert plan.rollout == {"tp": 2, "pp": 1, "ep": 64, "instances": 192, "expert_groups": 3,
+                            "experts_per_rank": 2}
+    m = plan.memory
+    assert round(m["total_params"] / 1e9) == 671                      # DeepSeek-V3's 671 B
+    assert m["peak_stage"] == 5 and 30 * GIB < m["peak_bytes"] < A3
+
+
+def test_memory_of_one_stage_by_hand():
+    # 2 layers, h 8, 2 heads, inter 16, vocab 32, untied; tp 2, one stage, bf16
+    arch = {"hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 32}
+    p = M.layer_params(arch)
+    assert p["attention"] == 4 * 8 * 8 and p["dense_mlp"] == 3 * 8 * 16       # 256, 384
+    b = M.stage_bytes(arch, [2], 0, tp=2, expert_ranks=1, dp=1, ep=1, dtype_bytes=2,
+                      distributed_optimizer=False)
+    # per layer (256 + 384) / 2 + norms 16 = 336; x2 = 672; embedding 256/2 + head 256/2 + 8
+    assert b["params"] == 672 + 128 + 128 + 8
+    assert b["param_bytes"] == 2 * 936 and b["optimizer_bytes"] == 12 * 936
+
+
+def test_every_failure_is_collected_with_its_numbers():
+    cfg = load_config(RECIPE, ["actor.tensor_parallel=5", "rollout.expert_parallel=3"])
+    plan = make_plan(cfg, 384, backend="ascend_a3", device_memory=A3)
+    messages = [f["message"] for f in plan.failures]
+    assert messages == [
+        "actor tensor_parallel 5 x pipeline_parallel 6 = 30 does not divide the 384 devices",
+        "actor tensor_parallel 5 does not divide the model's 128 attention heads (128 % 5 = 3)",
+        "256 routed experts do not split over 6 rollout expert ranks (256 % 6 = 4)"]
+    with pytest.raises(ConfigError, match="cannot run on backend 'ascend_a3' \\(384 devices\\)"):
+        plan.require()
+
+
+def test_memory_checks_against_the_device():
+    # what the seed's recompute, distributed optimizer and optimizer swap buy: without them the
+    # peak exceeds the die, and the optimizer kept during rollout crowds out vLLM's 0.75
+    cfg = load_config(RECIPE, ["actor.distributed_optimizer=false", "actor.swap_optimizer=false",
+                               "actor.recompute=none", "actor.micro_batch_size=2"])
+    plan = make_plan(cfg, 384, backend="ascend_a3", device_memory=A3)
+    keys = [f["key"] for f in plan.failures]
+    assert keys == ["actor", "rollout.gpu_memory_utilization"]
+    assert "exceeds the 64.0 GiB of one device" in plan.failures[0]["message"]
+
+
+def test_plan_command_prints_the_384_die_layout(capsys):
+    assert main(["plan", str(RECIPE)]) == 0
+    out = capsys.readouterr().out
+    assert "backend ascend_a3: 384 devices, 64.0 GiB each" in out
+    assert "dp 16 x tp 4 x pp 6; ep 16 (x tp: moe_tp_extend_ep) -> 64 expert ranks" in out
+    assert "192 instances" in out and "every layout check passes" in out
+    assert main(["plan", str(RECIPE), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["actor"]["experts_per_rank"] == 4
+
+
+def test_plan_command_refuses_with_numbers(capsys):
+    assert main(["plan", str(RECIPE), "actor.expert_parallel=32"]) == 2
+    captured = capsys.readouterr()
+    assert "FAILED  1 check(s)" in captured.out
+    assert captured.err.startswith("r1zero: error: the layout cannot run")
+    assert "actor expert_parallel 32 does not divide data parallel 16" in captured.err
+
+
+def test_launch_refuses_before_writing_a_script(tmp_path, capsys):
+    out = tmp_path / "launch.sh"
+    rc = main(["launch", str(RECIPE), "actor.pipeline_parallel=5", "--master-addr", "10.0.0.1",
+               "--output", str(out)])
+    assert rc == 2 and not out.exists()
+    assert "actor.num_layer_list" in capsys.readouterr().err
