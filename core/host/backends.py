@@ -68,7 +68,14 @@ class Backend:
         return self.plan(cfg).require()
 
     def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
+        from r1zero.config.layout import resolve_engine
         from r1zero.trainer.engine import TorchTrainEngine
+
+        a = cfg.actor
+        engine = resolve_engine(a.engine, a.tensor_parallel, a.pipeline_parallel, a.expert_parallel)
+        if engine != "torch":
+            raise ConfigError(f"actor.engine {engine!r} is not built by backend {self.name!r} "
+                              f"in this version", key="actor.engine")
 
         return TorchTrainEngine(cfg, tokenizer, device=self.torch_device())
 
