@@ -42,5 +42,16 @@ class BackendUnavailable(R1ZeroError):
         super().__init__(f"backend {backend!r} unavailable: {reason}")
 
 
+class CheckpointError(R1ZeroError):
+    """A checkpoint that is missing, damaged or unsafe to load (names the file)."""
+
+    def __init__(self, message: str, *, path: str | None = None):
+        self.path, self.message = path, message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
 class ScoringError(R1ZeroError):
     """A scorer returned something that is not a reward (names the scorer)."""

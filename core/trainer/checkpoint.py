@@ -1,9 +1,19 @@
 """Checkpoints for exact resume: model (safetensors, loadable by transformers), optimizer,
-scheduler, RNG states and data position, written atomically (temp dir, then rename)."""
+scheduler, RNG states and data position, written atomically (temp dir, then rename).
+
+``trainer_state.pt`` holds only tensors, numbers, strings, lists and dicts (RNG states are
+converted to plain tensors and lists), so it is read with ``torch.load(weights_only=True)``:
+loading a checkpoint never unpickles arbitrary objects, and a file that holds any makes a
+``CheckpointError``, not code execution. ``read`` checks a whole checkpoint before
+anything is applied; ``resume_candidates`` lists checkpoints newest first, so a damaged
+latest one can be skipped for the newest intact one. Leftover ``.tmp_step_*`` directories
+of killed saves are removed at the next save or resume.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -13,15 +23,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from r1zero.host.errors import CheckpointError
+
+log = logging.getLogger("r1zero.checkpoint")
+STATE_FILE, META_FILE = "trainer_state.pt", "meta.json"
+
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Every RNG the run draws from, as tensors and lists (safe for ``weights_only`` loads)."""
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": {"version": version, "state": torch.tensor(mt, dtype=torch.int64),
+                       "gauss": gauss},
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
             "torch": torch.get_rng_state(), "sampler": generator.get_state()}
 
 
 def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["cached"]))
     torch.set_rng_state(state["torch"])
     generator.set_state(state["sampler"])
 
@@ -31,6 +54,7 @@ def save(ckpt_dir: str | Path, step: int, engine: Any, tokenizer: Any, extra: di
     """Write ``ckpt_dir/step_<n>`` atomically and point ``latest`` at it."""
     root = Path(ckpt_dir)
     root.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(root)
     final = root / f"step_{step:06d}"
     tmp = root / f".tmp_step_{step:06d}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -38,8 +62,8 @@ def save(ckpt_dir: str | Path, step: int, engine: Any, tokenizer: Any, extra: di
     engine.model.save_pretrained(tmp / "model", safe_serialization=True)
     tokenizer.save_pretrained(tmp / "model")
     torch.save({"optimizer": engine.optimizer.state_dict(),
-                "scheduler": engine.scheduler.state_dict(), **extra}, tmp / "trainer_state.pt")
-    (tmp / "meta.json").write_text(json.dumps({"step": step}))
+                "scheduler": engine.scheduler.state_dict(), **extra}, tmp / STATE_FILE)
+    (tmp / META_FILE).write_text(json.dumps({"step": step}))
     _fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(final)
@@ -52,6 +76,31 @@ def save(ckpt_dir: str | Path, step: int, engine: Any, tokenizer: Any, extra: di
     return final
 
 
+def clean_stale_tmp(root: str | Path) -> list[Path]:
+    """Remove ``.tmp_step_*_<pid>`` directories of saves whose process is gone."""
+    removed = []
+    for p in Path(root).glob(".tmp_step_*"):
+        pid = p.name.rsplit("_", 1)[-1]
+        if p.is_dir() and not p.is_symlink() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    if removed:
+        log.info("removed %d leftover temp dir(s) of killed saves under %s", len(removed), root)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _fsync_dir(path: Path) -> None:
     for f in path.rglob("*"):
         if f.is_file():
@@ -59,31 +108,128 @@ def _fsync_dir(path: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def latest(ckpt_dir: str | Path) -> Path | None:
+def resume_candidates(ckpt_dir: str | Path) -> list[Path]:
+    """Finished checkpoints under ``ckpt_dir``, newest first (``latest``'s target leads)."""
     root = Path(ckpt_dir)
+    found = sorted((p for p in root.glob("step_*") if p.is_dir()), reverse=True)
     pointer = root / "latest"
-    if pointer.exists():
-        path = root / pointer.read_text().strip()
-        if (path / "meta.json").exists():
-            return path
-    done = sorted(p for p in root.glob("step_*") if (p / "meta.json").exists())
-    return done[-1] if done else None
+    try:
+        target = root / pointer.read_text().strip() if pointer.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        target = None
+    if target is not None and target in found:
+        found.remove(target)
+        found.insert(0, target)
+    return found
 
 
-def load(path: Path, engine: Any) -> dict[str, Any]:
-    """Restore weights, optimizer and scheduler into ``engine``; return the extra state."""
+def latest(ckpt_dir: str | Path) -> Path | None:
+    """The newest finished checkpoint (not checked for damage; see ``read``)."""
+    done = [p for p in resume_candidates(ckpt_dir) if (p / META_FILE).exists()]
+    return done[0] if done else None
+
+
+def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(weights, trainer state with ``step``) of the checkpoint at ``path``, fully checked.
+
+    Raises ``CheckpointError`` naming the file for anything missing, truncated or unsafe.
+    """
     from safetensors.torch import load_file
 
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError("no such checkpoint (not a directory)", path=str(path))
+    step = _read_step(path / META_FILE)
+    files = sorted((path / "model").glob("*.safetensors"))
+    if not files:
+        raise CheckpointError("no model/*.safetensors weights", path=str(path))
     weights: dict[str, torch.Tensor] = {}
-    for f in sorted((path / "model").glob("*.safetensors")):
-        weights.update(load_file(f))
+    for f in files:
+        try:
+            weights.update(load_file(f))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise CheckpointError(f"unreadable weights: {type(exc).__name__}: {exc}",
+                                  path=str(f)) from exc
+    state = _read_state(path / STATE_FILE)
+    state["step"] = step
+    return weights, state
+
+
+def _read_step(meta: Path) -> int:
+    try:
+        step = json.loads(meta.read_text(encoding="utf-8"))["step"]
+    except FileNotFoundError:
+        raise CheckpointError("missing (an unfinished save?)", path=str(meta)) from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"unreadable: {type(exc).__name__}: {exc}", path=str(meta)) from exc
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"'step' must be a non-negative integer, got {step!r}", path=str(meta))
+    return step
+
+
+def _read_state(f: Path) -> dict[str, Any]:
+    import pickle
+
+    if not f.is_file():
+        raise CheckpointError("missing", path=str(f))
+    try:
+        state = torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            "refused: the file holds objects other than tensors, numbers, strings, lists and "
+            f"dicts, and r1zero never unpickles those ({first})", path=str(f)) from None
+    except Exception as exc:  # noqa: BLE001 - truncated zip, empty file, bad magic ...
+        raise CheckpointError(f"unreadable (truncated or not a checkpoint): "
+                              f"{type(exc).__name__}: {exc}", path=str(f)) from None
+    missing = [k for k in ("optimizer", "scheduler") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"incomplete: no {missing}", path=str(f))
+    return state
+
+
+def apply(path: Path, weights: dict[str, torch.Tensor], state: dict[str, Any],
+          engine: Any) -> dict[str, Any]:
+    """Load what ``read`` returned into ``engine``; return the extra state."""
     missing, unexpected = engine.model.load_state_dict(weights, strict=False)
     tied = {k for k in missing if "lm_head" in k}
     if set(missing) - tied or unexpected:
-        raise RuntimeError(f"{path}: checkpoint does not match the model "
-                           f"(missing {sorted(set(missing) - tied)[:5]}, unexpected {unexpected[:5]})")
-    state = torch.load(path / "trainer_state.pt", weights_only=False)
+        raise CheckpointError(f"does not match the model (missing {sorted(set(missing) - tied)[:5]}, "
+                              f"unexpected {unexpected[:5]})", path=str(path))
+    state = dict(state)
     engine.optimizer.load_state_dict(state.pop("optimizer"))
     engine.scheduler.load_state_dict(state.pop("scheduler"))
-    state["step"] = json.loads((path / "meta.json").read_text())["step"]
     return state
+
+
+def load(path: str | Path, engine: Any) -> dict[str, Any]:
+    """Restore weights, optimizer and scheduler into ``engine``; return the extra state."""
+    weights, state = read(path)
+    return apply(Path(path), weights, state, engine)
+
+
+def load_for_resume(ckpt_dir: str | Path, explicit: str | None, engine: Any
+                    ) -> tuple[Path, dict[str, Any]] | None:
+    """What ``--resume`` restores: ``explicit`` (``checkpoint.load``) or else the newest
+    intact checkpoint under ``ckpt_dir``, skipping damaged ones with a warning that names
+    them. None when there is no checkpoint; ``CheckpointError`` when none is intact."""
+    if explicit:
+        return Path(explicit), load(explicit, engine)
+    if Path(ckpt_dir).is_dir():
+        clean_stale_tmp(ckpt_dir)
+    damaged: list[str] = []
+    for path in resume_candidates(ckpt_dir):
+        try:
+            weights, state = read(path)
+        except CheckpointError as exc:
+            damaged.append(str(exc))
+            log.warning("checkpoint %s is damaged, skipping it: %s", path.name, exc)
+            continue
+        if damaged:
+            log.warning("resuming from %s, the newest intact checkpoint (%d damaged newer one(s) "
+                        "skipped)", path.name, len(damaged))
+        return path, apply(path, weights, state, engine)
+    if damaged:
+        raise CheckpointError("no intact checkpoint to resume from: " + "; ".join(damaged),
+                              path=str(ckpt_dir))
+    return None

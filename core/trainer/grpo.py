@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from r1zero.algo import clipped_policy_loss, group_advantages, kl_penalty, masked_mean
+from r1zero.host.errors import CheckpointError
 from r1zero.host.registry import get_backend, get_scorers, host_for
 from r1zero.scoring.pool import ScoringPool
 from r1zero.trainer import checkpoint
@@ -257,14 +258,17 @@ class GRPOTrainer:
                                extra, self.cfg.checkpoint.keep_last)
 
     def _resume(self) -> None:
-        path = Path(self.cfg.checkpoint.load) if self.cfg.checkpoint.load else \
-            checkpoint.latest(self.cfg.checkpoint.dir)
-        if path is None:
+        found = checkpoint.load_for_resume(self.cfg.checkpoint.dir, self.cfg.checkpoint.load,
+                                           self.engine)
+        if found is None:
             log.warning("--resume: no checkpoint under %s; starting at step 0",
                         self.cfg.checkpoint.dir)
             return
-        state = checkpoint.load(path, self.engine)
-        self.order.load(state["data"])
+        path, state = found
+        try:
+            self.order.load(state["data"])
+        except ValueError as exc:
+            raise CheckpointError(f"cannot resume this run from it: {exc}", path=str(path)) from None
         rng = state["rng"] if self.dist is None else self.dist.rank_rng(state)
         if rng:
             checkpoint.set_rng_state(rng, self.generator)
