@@ -86,8 +86,14 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if args.output:
         from pathlib import Path
 
-        Path(args.output).write_text(script)
-        Path(args.output).chmod(0o755)
+        from r1zero.host.errors import ConfigError
+
+        try:
+            Path(args.output).write_text(script)
+            Path(args.output).chmod(0o755)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the script: {exc.strerror or exc}",
+                              path=args.output, key="--output") from None
         print(f"wrote {args.output}: run it on every node (the one at {args.master_addr} is the head)")
     else:
         print(script, end="")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -23,12 +25,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     data: dict[str, Any] = dict(base or {})
     where = str(path) if path else "<config>"
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError("config file not found", path=where) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", path=where) from exc
+        loaded = _load_file(Path(path), where)
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError("top level must be a mapping", path=where)
         data = _merge(data, loaded or {})
@@ -36,12 +33,83 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} must look like key.sub=value", path="<command line>")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = _safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML "
+                              f"({_yaml_reason(exc)}); quote it, e.g. {key.strip()}='\"...\"'",
+                              path="<command line>", key=key.strip()) from None
         tree: dict[str, Any] = value
         for part in reversed(key.strip().split(".")):
             tree = {part: tree}
         data = _merge(data, tree)
     return structure(RecipeConfig, data, where)
+
+
+def _load_file(path: Path, where: str) -> Any:
+    if path.is_dir():
+        raise ConfigError("is a directory, not a config file", path=where)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=where) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", path=where) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=where) from None
+    try:
+        return _safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=where) from None
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path=where) from None
+
+
+# A config is a few hundred values; anchors and aliases may not expand it past this many
+# nodes (a 1.4 KB "billion laughs" file would otherwise expand to ~10^9).
+MAX_YAML_NODES = 100_000
+
+
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load`` that refuses documents whose aliases expand past ``MAX_YAML_NODES``
+    nodes, or that nest too deeply or refer to themselves."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            size = _expanded_size(node, {})
+        except RecursionError:
+            raise ConfigError("nested too deeply") from None
+        if size > MAX_YAML_NODES:
+            raise ConfigError(f"anchors and aliases expand to {size:.3g} nodes (at most "
+                              f"{MAX_YAML_NODES} are read): a YAML alias bomb?")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes in ``node`` once every alias is expanded (shared sub-trees counted each time)."""
+    key = id(node)
+    if key in memo:
+        if memo[key] < 0:
+            raise ConfigError("an anchor refers to itself (recursive alias)")
+        return memo[key]
+    memo[key] = -1
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(v, memo) for v in node.value)
+    memo[key] = total
+    return total
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None)
+    return problem or str(exc).splitlines()[0]
 
 
 def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,7 +139,11 @@ def structure(cls: type, data: Any, where: str, prefix: str = "") -> Any:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc), path=where, key=prefix or None) from exc
+        message, key = str(exc), prefix or None
+        named = re.match(r"'(\w+)' (.*)", message, re.S)      # attrs: "'lr' must be > 0: -1"
+        if named and named[1] in fields:
+            message, key = named[2], f"{prefix}.{named[1]}" if prefix else named[1]
+        raise ConfigError(message, path=where, key=key) from exc
 
 
 def _convert(tp: Any, value: Any, where: str, key: str) -> Any:
@@ -106,19 +178,33 @@ def _scalar(tp: type, value: Any, where: str, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):   # YAML 1.1 reads "1e-6" as a string
+            number = float(value)
+        elif isinstance(value, str):   # YAML 1.1 reads "1e-6" as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):   # every float of a recipe is finite
+                raise ConfigError(f"must be a finite number, got {value!r}", path=where, key=key)
+            return number
     elif tp is str:
         if isinstance(value, str):
+            _check_text(value, where, key)
             return value
     else:
         return value
     raise _type_error(tp.__name__, value, where, key)
+
+
+def _check_text(value: str, where: str, key: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"not valid Unicode text (a lone surrogate at character {exc.start})",
+                          path=where, key=key) from None
 
 
 def _type_error(expected: str, value: Any, where: str, key: str) -> ConfigError:

@@ -4,10 +4,18 @@
 ``RecipeConfig``; an unknown key or a wrong type is a ``ConfigError`` naming the file and the
 dotted key and suggesting the closest valid key. A config that loads is a config that runs:
 cross-field constraints are checked in ``__attrs_post_init__`` with both numbers in the message.
+
+Numbers are checked where they are declared. Every float read from YAML must be finite (the
+loader refuses ``.inf`` / ``.nan`` / ``1e309`` for any float field), and each numeric field
+states its range with a validator built from the helpers below, e.g.
+``field(default=0.9, validator=_num(ge(0), lt(1)))`` for ``[0, 1)`` or ``_opt(_pos)`` for
+"None or > 0"; ``_num`` also refuses non-finite values set from Python. A new numeric field
+follows the same pattern, so an impossible value fails at ``config show``, not at step 1.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -16,12 +24,36 @@ from attrs import field, frozen
 from r1zero.config.layout import stage_layers
 from r1zero.host.errors import ConfigError
 
-_pos = attrs.validators.gt(0)
-_nonneg = attrs.validators.ge(0)
+ge, gt, le, lt = attrs.validators.ge, attrs.validators.gt, attrs.validators.le, attrs.validators.lt
+_opt = attrs.validators.optional
+
+
+def _finite(_inst: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"'{attribute.name}' must be a finite number, got {value!r}")
+
+
+def _num(*checks: Any):
+    """A finite number that passes every attrs validator in ``checks`` (ge, gt, le, lt)."""
+    return attrs.validators.and_(_finite, *checks)
+
+
+_pos = _num(gt(0))
+_nonneg = _num(ge(0))
 
 
 def _choice(*names: str):
     return attrs.validators.in_(names)
+
+
+def _env_keys(env: dict) -> None:
+    """Environment variable names must be shell identifiers: ``r1zero launch`` exports them."""
+    import re
+
+    for key in env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"backend.env: environment variable name {key!r} is not a shell "
+                             "identifier (letters, digits, '_'; not starting with a digit)")
 
 
 @frozen
@@ -30,7 +62,7 @@ class ModelConfig:
     tokenizer: str | None = None
     name: str = ""
     dtype: str = field(default="bfloat16", validator=_choice("float32", "bfloat16", "float16"))
-    num_layers: int | None = None
+    num_layers: int | None = field(default=None, validator=_opt(_pos))
     arch: dict[str, Any] = field(factory=dict, metadata={"help": "architecture facts (informational)"})
     trust_remote_code: bool = False
 
@@ -46,7 +78,7 @@ class DataConfig:
     workers: int = field(default=8, validator=_pos)
     skip_bad_rows: bool = False
     shuffle: bool = True
-    seed: int = 1234
+    seed: int = field(default=1234, validator=ge(0))
 
 
 @frozen
@@ -58,14 +90,15 @@ class TemplateConfig:
 
 @frozen
 class RewardConfig:
-    weight: float = 1.0
+    weight: float = field(default=1.0, validator=_num())
     plugin: str | None = None
     options: dict[str, Any] = field(factory=dict)
 
 
 @frozen
 class ScoringConfig:
-    workers: int | None = field(default=None, metadata={"help": "None = all cores"})
+    workers: int | None = field(default=None, validator=_opt(_pos),
+                                metadata={"help": "None = all cores"})
     timeout_s: float = field(default=5.0, validator=_pos)
 
 
@@ -74,44 +107,44 @@ class BackendConfig:
     name: str = "cpu"
     plugin: str | None = None
     num_nodes: int = field(default=1, validator=_pos)
-    devices_per_node: int | None = None
-    num_threads: int | None = field(default=None, metadata={"help": "torch threads (cpu)"})
-    env: dict[str, str] = field(factory=dict)
+    devices_per_node: int | None = field(default=None, validator=_opt(_pos))
+    num_threads: int | None = field(default=None, validator=_opt(_pos), metadata={"help": "torch threads (cpu)"})
+    env: dict[str, str] = field(factory=dict, validator=lambda _i, _a, v: _env_keys(v))
 
 
 @frozen
 class AlgorithmConfig:
     adv_estimator: str = field(default="group_norm", validator=_choice("group_norm", "group_mean"))
-    adv_eps: float = 1e-6
+    adv_eps: float = field(default=1e-6, validator=_nonneg)
     kl_penalty: str = field(default="k3", validator=_choice(
         "k1", "kl", "abs", "k2", "mse", "k3", "low_var_kl"))
     kl_coef: float = field(default=0.001, validator=_nonneg)
     kl_ctrl: str = field(default="fixed", validator=_choice("fixed", "adaptive"))
     clip_ratio: float = field(default=0.2, validator=_pos)
-    clip_ratio_high: float | None = None
-    dual_clip: float | None = None
+    clip_ratio_high: float | None = field(default=None, validator=_opt(_pos))
+    dual_clip: float | None = field(default=None, validator=_opt(_num(gt(1))))
     loss_agg: str = field(default="token-mean", validator=_choice(
         "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"))
-    entropy_coeff: float = 0.0
+    entropy_coeff: float = field(default=0.0, validator=_nonneg)
 
 
 @frozen
 class RolloutConfig:
     n_samples_per_prompt: int = field(default=8, validator=_pos)
     temperature: float = field(default=1.0, validator=_pos)
-    top_p: float = 1.0
-    top_k: int = -1
-    min_p: float = 0.0
+    top_p: float = field(default=1.0, validator=_num(gt(0), le(1)))
+    top_k: int = field(default=-1, validator=ge(-1), metadata={"help": "-1 = off"})
+    min_p: float = field(default=0.0, validator=_num(ge(0), le(1)))
     max_prompt_length: int = field(default=1024, validator=_pos)
     max_response_length: int = field(default=2048, validator=_pos)
     engine: str = field(default="auto", metadata={"help": "auto | sampler | hf | vllm"})
     tensor_parallel: int = field(default=1, validator=_pos)
     pipeline_parallel: int = field(default=1, validator=_pos)
     expert_parallel: int = field(default=1, validator=_pos)
-    max_num_seqs: int = 64
-    max_model_len: int | None = None
-    max_num_batched_tokens: int | None = None
-    gpu_memory_utilization: float = 0.75
+    max_num_seqs: int = field(default=64, validator=_pos)
+    max_model_len: int | None = field(default=None, validator=_opt(_pos))
+    max_num_batched_tokens: int | None = field(default=None, validator=_opt(_pos))
+    gpu_memory_utilization: float = field(default=0.75, validator=_num(gt(0), le(1)))
     enforce_eager: bool = False
     offload_train_params: bool = True
     offload_train_grads: bool = True
@@ -123,19 +156,19 @@ class ActorConfig:
     lr: float = field(default=1e-6, validator=_pos)
     lr_scheduler: str = field(default="constant", validator=_choice("constant", "cosine", "linear"))
     lr_warmup_steps: int = field(default=0, validator=_nonneg)
-    min_lr: float = 0.0
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    adam_eps: float = 1e-8
-    clip_grad: float = 10000.0
+    min_lr: float = field(default=0.0, validator=_nonneg)
+    weight_decay: float = field(default=0.0, validator=_nonneg)
+    adam_beta1: float = field(default=0.9, validator=_num(ge(0), lt(1)))
+    adam_beta2: float = field(default=0.95, validator=_num(ge(0), lt(1)))
+    adam_eps: float = field(default=1e-8, validator=_pos)
+    clip_grad: float = field(default=10000.0, validator=_pos)
     global_batch_size: int = field(default=384, validator=_pos, metadata={"help": "prompts per step"})
-    mini_batch_size: int | None = field(default=None, metadata={"help": "prompts per optimizer step; None = global"})
+    mini_batch_size: int | None = field(default=None, validator=_opt(_pos), metadata={"help": "prompts per optimizer step; None = global"})
     micro_batch_size: int = field(default=1, validator=_pos, metadata={"help": "sequences per forward"})
     ppo_epochs: int = field(default=1, validator=_pos)
     shuffle_mini_batch: bool = False
     train_iters: int = field(default=100, validator=_pos)
-    seed: int = 1234
+    seed: int = field(default=1234, validator=ge(0))
     engine: str = field(default="auto", validator=_choice("auto", "torch", "megatron"), metadata={
         "help": "train engine; auto = megatron when tp, pp or ep > 1, else torch"})
     tensor_parallel: int = field(default=1, validator=_pos)
@@ -146,9 +179,9 @@ class ActorConfig:
     recompute: str = field(default="none", validator=_choice("none", "full", "selective"))
     distributed_optimizer: bool = False
     swap_optimizer: bool = False
-    initial_loss_scale: float | None = None
+    initial_loss_scale: float | None = field(default=None, validator=_opt(_pos))
     use_dynamic_bsz: bool = False
-    max_packing_token_size: int | None = None
+    max_packing_token_size: int | None = field(default=None, validator=_opt(_pos))
     use_remove_padding: bool = True
 
     def __attrs_post_init__(self):
@@ -169,7 +202,7 @@ class RayConfig:
     enabled: bool = False
     address: str | None = field(default=None, metadata={"help": "None = start local Ray; 'auto' or host:port"})
     integrated_worker: bool = True
-    num_cpus: int | None = None
+    num_cpus: int | None = field(default=None, validator=_opt(_pos))
     runtime_env: dict[str, Any] = field(factory=dict)
 
 

@@ -102,9 +102,10 @@ def preprocess(input_path: str | Path, handler: DatasetHandler | str, template: 
     if max_prompt_length < 1 or workers < 1:
         raise ConfigError(f"max_prompt_length ({max_prompt_length}) and workers ({workers}) "
                           "must be >= 1")
+    out = Path(output_dir)
+    _refuse_input_inside(Path(input_path), out)
     handler, template = _resolve(handler, template)
     tokenizer = load_tokenizer(tokenizer_path)
-    out = Path(output_dir)
     plan = Manifest(
         str(input_path), input_sha256(input_path), str(tokenizer_path),
         tokenizer_sha256(tokenizer_path), template.name, _template_sha256(template, tokenizer),
@@ -197,19 +198,36 @@ def _template_sha256(template: Any, tokenizer: Any) -> str:
     return text_sha256(json.dumps(probe))
 
 
+def _refuse_input_inside(inp: Path, out: Path) -> None:
+    """The output is replaced as a whole, so it may be neither the input nor a folder above it."""
+    src, dst = inp.resolve(), out.resolve()
+    if src == dst or dst in src.parents:
+        raise ConfigError(f"data.output {str(out)!r} is, or contains, the input {str(inp)!r}; "
+                          "preprocessing would replace it: choose another folder", key="data.output")
+
+
 def _check_existing(out: Path, plan: Manifest, skip_bad_rows: bool,
                     force: bool) -> Manifest | None:
     """The reusable manifest in ``out``, None to (re)build, or an error if ``out`` holds
     something else and ``force`` is off."""
-    if not out.exists() or force:
+    if not out.exists() and not out.is_symlink():
+        return None
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
         return None
     mpath = out / MANIFEST_FILE
-    if not mpath.exists():
-        if out.is_dir() and not any(out.iterdir()):
-            return None
-        raise DatasetError("exists and is not a preprocessed dataset (no manifest.json); "
-                           "remove it or pass force=True (--force)", path=str(out))
+    if out.is_symlink() or not out.is_dir() or not mpath.is_file():
+        raise DatasetError("exists and is not a preprocessed dataset (no manifest.json); r1zero "
+                           "replaces only its own earlier output, even with --force: remove it "
+                           "yourself or choose another data.output", path=str(out))
     old = _read_manifest(mpath)
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in (MANIFEST_FILE, old.data_file))
+    if foreign or not str(old.format).startswith(FORMAT.split("/")[0] + "/"):
+        why = f"it also holds {foreign[:5]}, which r1zero did not write" if foreign else \
+            f"its manifest has format {old.format!r}"
+        raise DatasetError(f"will not replace this output: {why}; remove it yourself or choose "
+                           "another data.output", path=str(out))
+    if force:
+        return None
     if old.fingerprint != plan.fingerprint:
         new_d, old_d = plan.to_dict(), old.to_dict()
         diff = [k for k in FINGERPRINT_KEYS if new_d[k] != old_d.get(k)] or ["fingerprint"]

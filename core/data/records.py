@@ -277,6 +277,15 @@ def _convert(handler: DatasetHandler, rec: dict, keys: Mapping[str, str], where:
         raise DatasetError(f"dataset handler {getattr(handler, 'name', handler)!r} returned "
                            f"{type(item).__name__}, not r1zero.data.records.Item",
                            path=where.path, row=where.row)
+    for name, value in (("content", item.content), ("ground_truth", item.ground_truth),
+                        ("system", item.system), *((f"extra.{k}", v) for k, v in item.extra.items())):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise DatasetError(f"{name} is not valid Unicode text (a lone surrogate "
+                                   f"{value[exc.start]!r} at character {exc.start})",
+                                   path=where.path, row=where.row, field=name) from None
     return item
 
 

@@ -53,5 +53,9 @@ class CheckpointError(R1ZeroError):
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
+class TrainingError(R1ZeroError):
+    """A run that cannot go on: non-finite loss or weights, a locked run directory ..."""
+
+
 class ScoringError(R1ZeroError):
     """A scorer returned something that is not a reward (names the scorer)."""

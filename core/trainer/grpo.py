@@ -22,7 +22,7 @@ from r1zero.algo import clipped_policy_loss, group_advantages, kl_penalty, maske
 from r1zero.host.errors import CheckpointError
 from r1zero.host.registry import get_backend, get_scorers, host_for
 from r1zero.scoring.pool import ScoringPool
-from r1zero.trainer import checkpoint
+from r1zero.trainer import checkpoint, guards, preflight
 from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.engine import SeqBatch
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
@@ -41,6 +41,7 @@ class GRPOTrainer:
         hf_logging.disable_progress_bar()
         self.cfg, self.dist = cfg, dist
         self.is_main = dist is None or dist.is_main
+        self.lock = preflight.start(cfg, resume, lock=dist is None)
         host = host or host_for(cfg)
         self.backend = get_backend(cfg.backend.name, cfg.backend.plugin, host)
         self.backend.require()
@@ -58,6 +59,11 @@ class GRPOTrainer:
         self.step = 0
         if resume:
             self._resume()
+        guards.check_weights(self.engine.model, f"model {cfg.model.path}" if not resume else
+                             f"checkpoint at step {self.step}")
+        if cfg.rollout.n_samples_per_prompt == 1:
+            log.warning("rollout.n_samples_per_prompt is 1: a GRPO group of one sample has "
+                        "advantage 0, so the policy loss never moves the weights; use >= 2")
         self.writer = MetricsWriter(cfg.logging.dir, cfg.logging.tensorboard,
                                     resume_step=self.step if resume else None) \
             if self.is_main else dist.null_writer()
@@ -209,8 +215,10 @@ class GRPOTrainer:
         params = [p for p in eng.model.parameters() if p.grad is not None]
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.actor.clip_grad))
         stats["lr"] = eng.optimizer.param_groups[0]["lr"]
+        guards.check_step(self.step, stats)
         eng.optimizer.step()
         eng.scheduler.step()
+        guards.check_weights(eng.model, f"step {self.step}")
         return stats
 
     # -- metrics, checkpoints --------------------------------------------------------
@@ -285,6 +293,8 @@ class GRPOTrainer:
 
     def close(self) -> None:
         self.scoring.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _stack(store: dict[int, torch.Tensor], idx: list[int], like: torch.Tensor) -> torch.Tensor:

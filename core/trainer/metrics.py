@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+log = logging.getLogger("r1zero.metrics")
 # curve file name -> metric keys drawn in it (a key missing from the log is skipped)
 CURVES = {
     "reward": ["reward/mean"],
@@ -44,8 +46,8 @@ class MetricsWriter:
         """Drop records of steps after the checkpoint we resume from (a killed step's)."""
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
+        records = read_metrics(self.path, repair=True)
+        keep = [json.dumps(r) for r in records if r["step"] <= step]
         self.path.write_text("".join(line + "\n" for line in keep))
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
@@ -63,8 +65,32 @@ class MetricsWriter:
             self.tb.close()
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def read_metrics(path: str | Path, repair: bool = False) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl. A cut-off last line (a run killed mid-write) is
+    dropped with a warning; with ``repair`` it is also removed from the file. Any other
+    unreadable line is a ``DatasetError`` naming the file and line."""
+    from r1zero.host.errors import DatasetError
+
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    records = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+                raise ValueError("not a record with an integer 'step'")
+        except ValueError as exc:
+            if n < len(lines) or text.endswith("\n"):
+                raise DatasetError(f"unreadable metrics record: {exc}", path=str(path), row=n) \
+                    from None
+            log.warning("%s: dropping the cut-off last line %d (a run killed mid-write)", path, n)
+            if repair:
+                Path(path).write_text("".join(ln + "\n" for ln in lines[:n - 1]), encoding="utf-8")
+            break
+        records.append(rec)
+    return records
 
 
 def plot_curves(metrics_path: str | Path, out_dir: str | Path, title: str = "") -> list[Path]:

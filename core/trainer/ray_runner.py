@@ -190,6 +190,7 @@ def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
     import ray
 
     from r1zero.host.registry import get_backend, host_for
+    from r1zero.trainer import preflight
     from r1zero.trainer.prompts import run_preprocess
 
     if not cfg.ray.integrated_worker:
@@ -200,7 +201,17 @@ def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
     backend = get_backend(cfg.backend.name, cfg.backend.plugin, host)
     backend.require()
     backend.validate_layout(cfg)
-    run_preprocess(cfg, host)           # once, here: the ranks then reuse it
+    lock = preflight.start(cfg, resume)  # the driver holds the run directories for all ranks
+    try:
+        run_preprocess(cfg, host)       # once, here: the ranks then reuse it
+        return _run_group(cfg, backend, resume)
+    finally:
+        lock.release()
+
+
+def _run_group(cfg: Any, backend: Any, resume: bool) -> list[dict]:
+    import ray
+
     started = connect(cfg, backend)
     try:
         group = WorkerGroup(cfg, backend, resume)

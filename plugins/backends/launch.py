@@ -15,6 +15,7 @@ when ``ray.address`` is None); ``wait_for_cluster`` polls a running cluster's re
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import time
@@ -78,7 +79,33 @@ def runtime_env(backend: Any, cfg: Any) -> dict[str, Any]:
 
 
 def export_lines(env: Mapping[str, str]) -> list[str]:
+    """``export K=V`` lines; every value is shell-quoted and a key that is not a shell
+    identifier is refused (it would be run as code)."""
+    for key in env:
+        check_env_key(key, "backend.env")
     return [f"export {k}={shlex.quote(str(v))}" for k, v in env.items()]
+
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HOST = re.compile(r"[A-Za-z0-9_.:\-\[\]%]+")
+
+
+def check_env_key(key: Any, where: str) -> None:
+    from r1zero.host.errors import ConfigError
+
+    if not isinstance(key, str) or not _ENV_KEY.fullmatch(key):
+        raise ConfigError(f"environment variable name {key!r} is not a shell identifier "
+                          "(letters, digits, '_'; not starting with a digit)", key=where)
+
+
+def check_address(master_addr: str, port: int) -> None:
+    """A host name or IP address and a TCP port, refused otherwise (they go into the script)."""
+    from r1zero.host.errors import ConfigError
+
+    if not _HOST.fullmatch(master_addr or "") or master_addr.startswith("-"):
+        raise ConfigError(f"{master_addr!r} is not a host name or IP address", key="--master-addr")
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"port {port} is outside 1..65535", key="--port")
 
 
 def node_script(backend: Any, cfg: Any, config_path: str, *, master_addr: str,
@@ -89,33 +116,48 @@ def node_script(backend: Any, cfg: Any, config_path: str, *, master_addr: str,
     CURRENT_IP may be set by the caller (e.g. from the NIC in HCCL_SOCKET_IFNAME); otherwise the
     first address of ``hostname -I``.
     """
+    check_address(master_addr, port)
     expected = expected_resources(backend, cfg)
-    ip = '"$CURRENT_IP"'      # shlex leaves the placeholder bare; bash expands it per node
-    head = shlex.join(head_command(backend, cfg, master_addr=master_addr, node_ip="IP_", port=port))
-    worker = shlex.join(worker_command(backend, cfg, master_addr=master_addr, node_ip="IP_", port=port))
+    head = _bash(head_command(backend, cfg, master_addr=master_addr, node_ip=_IP, port=port))
+    worker = _bash(worker_command(backend, cfg, master_addr=master_addr, node_ip=_IP, port=port))
     train = shlex.join(["r1zero", "train", config_path, *overrides])
     wait = (f"from r1zero.plugins.backends.launch import wait_for_cluster; "
             f"wait_for_cluster({json.dumps(expected)}, timeout_s={wait_timeout_s})")
     lines = [
         "#!/usr/bin/env bash",
-        f"# r1zero cluster launch: backend {backend.name}, {cfg.backend.num_nodes} nodes x "
-        f"{per_node(backend, cfg)} {backend.ray_resource}. Run on every node; same paths everywhere.",
+        f"# r1zero cluster launch: backend {_comment(backend.name)}, {cfg.backend.num_nodes} nodes "
+        f"x {per_node(backend, cfg)} {_comment(backend.ray_resource)}. Run on every node; same "
+        "paths everywhere.",
         "set -euo pipefail",
         *export_lines({**backend.env_vars(cfg), **LAUNCH_ENV}),
         "# site-specific, from MindSpeed-RL's script: jemalloc LD_PRELOAD, HCCL_IF_BASE_PORT",
         f"MASTER_ADDR={shlex.quote(master_addr)}",
         'CURRENT_IP="${CURRENT_IP:-$(hostname -I | awk \'{print $1}\')}"',
         'if [ "$CURRENT_IP" = "$MASTER_ADDR" ]; then',
-        "  " + head.replace("=IP_", "=" + ip),
+        "  " + head,
         f"  python -c {shlex.quote(wait)}",
         f"  {train}",
         "else",
-        f"  until {worker.replace('=IP_', '=' + ip)}; do",
+        f"  until {worker}; do",
         '    echo "waiting for the Ray head at $MASTER_ADDR"; sleep 5',
         "  done",
         "fi",
     ]
     return "\n".join(lines) + "\n"
+
+
+_IP = "\0CURRENT_IP\0"       # stands for the node's own address until the script is quoted
+
+
+def _bash(argv: Sequence[str]) -> str:
+    """``argv`` as one bash command line: every word quoted, except the node-ip placeholder,
+    which becomes ``"$CURRENT_IP"`` (expanded by bash on each node)."""
+    flag = "--node-ip-address="
+    return " ".join(flag + '"$CURRENT_IP"' if a == flag + _IP else shlex.quote(a) for a in argv)
+
+
+def _comment(text: Any) -> str:
+    return json.dumps(str(text), ensure_ascii=True)[1:-1]    # one line, whatever it holds
 
 
 def wait_for_cluster(expected: Mapping[str, float], timeout_s: float = 1800,

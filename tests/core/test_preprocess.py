@@ -154,8 +154,9 @@ def test_existing_foreign_directory_is_not_overwritten_without_force(tmp_path, t
     with pytest.raises(DatasetError, match="exists and is not a preprocessed dataset"):
         run(inp, tiny_tokenizer, tmp_path / "out")
     assert (tmp_path / "out" / "notes.txt").exists()
-    assert run(inp, tiny_tokenizer, tmp_path / "out", force=True).n_kept == 3
-    assert not (tmp_path / "out" / "notes.txt").exists()
+    with pytest.raises(DatasetError, match="even with --force"):     # force deletes only r1zero's own
+        run(inp, tiny_tokenizer, tmp_path / "out", force=True)
+    assert (tmp_path / "out" / "notes.txt").read_text(encoding="utf-8") == "mine"
     with pytest.raises(DatasetError, match="no manifest.json"):
         load_preprocessed(tmp_path)
 
