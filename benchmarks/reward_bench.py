@@ -198,13 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--skip-hostile", action="store_true")
+    ap.add_argument("--bench", type=Path, default=BENCH,
+                    help="folder with responses.jsonl and equivalence_cases.jsonl "
+                         "(default: ../shared/bench next to the repository)")
     args = ap.parse_args(argv)
-    if not (BENCH / "responses.jsonl").exists():
-        print(f"reward_bench: skipped, corpus not found at {BENCH.resolve()}")
+    bench = args.bench
+    if not (bench / "responses.jsonl").exists():
+        print(f"reward_bench: skipped, corpus not found at {bench.resolve()}")
         return 0
-    rows = [json.loads(line) for line in open(BENCH / "responses.jsonl", encoding="utf-8")]
+    rows = [json.loads(line) for line in open(bench / "responses.jsonl", encoding="utf-8")]
     pairs = {json.loads(line)["id"]: json.loads(line)
-             for line in open(BENCH / "equivalence_cases.jsonl", encoding="utf-8")}
+             for line in open(bench / "equivalence_cases.jsonl", encoding="utf-8")}
     runs: dict[str, list[dict]] = {"mv": [], "r1": [], "r2": []}
     for _ in range(args.rounds):               # alternate, so background load hits all alike
         runs["mv"].append(measure(PlainMathVerify(), rows, 1, args.timeout))

@@ -8,6 +8,7 @@ response or 10,000 repeated tags cost milliseconds.
   whitespace, each of ``<think>``, ``</think>``, ``<answer>``, ``</answer>`` occurs exactly
   once and in that order, the response starts with ``<think>`` and ends with ``</answer>``,
   and the answer block holds a brace-balanced ``\\boxed{…}`` (spaces before ``{`` allowed).
+- ``last_boxed_mindspeed``: MindSpeed-RL's extraction of the answer, exactly.
 - ``mindspeed_format_ok``: MindSpeed-RL's ``base_acc`` regex
   ``<think>.*</think>.*<answer>.*\\\\boxed\\{.*\\}.*</answer>`` (full match, DOTALL, no strip),
   decided by an equivalent left-to-right scan instead of the backtracking regex.
@@ -23,6 +24,8 @@ TAGS = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
 
 # "\boxed" then optional spaces then "{"; "\boxedx" or "\boxed 7" are not boxes.
 _BOX_RE = re.compile(r"\\boxed[ \t\r\n]*\{")
+_BRACE_SCAN_RE = re.compile(r"\\.|[{}]", re.S)
+_RAW_BRACE_RE = re.compile(r"[{}]")
 
 
 def strict_format_ok(response: str) -> bool:
@@ -78,22 +81,18 @@ def answer_region(response: str) -> str:
 def matching_braces(text: str) -> dict[int, int]:
     """Index of each ``{`` -> index of its matching ``}`` (unmatched ones are absent).
 
-    One pass with a stack; ``\\{`` and ``\\}`` are escaped braces and do not count (a
-    backslash escapes exactly the next character, so ``\\\\{`` is a line break then a brace).
+    One pass with a stack over the braces and escapes only (a regex skips the rest at C
+    speed); ``\\{`` and ``\\}`` are escaped braces and do not count (a backslash escapes
+    exactly the next character, so ``\\\\{`` is a line break then a brace).
     """
     pairs: dict[int, int] = {}
     stack: list[int] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
+    for m in _BRACE_SCAN_RE.finditer(text):
+        ch = m.group()
         if ch == "{":
-            stack.append(i)
+            stack.append(m.start())
         elif ch == "}" and stack:
-            pairs[stack.pop()] = i
-        i += 1
+            pairs[stack.pop()] = m.start()
     return pairs
 
 
@@ -116,11 +115,23 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def last_boxed_anywhere_mindspeed(response: str) -> str | None:
-    """MindSpeed-RL's answer: the last ``\\boxed{`` anywhere (no space allowed before ``{``)."""
-    brace = response.rfind("\\boxed{")
-    if brace < 0:
-        return None
-    brace += len("\\boxed")
-    close = matching_braces(response[brace:]).get(0)
-    return None if close is None else response[brace + 1:brace + close].strip()
+def last_boxed_mindspeed(response: str) -> str:
+    """MindSpeed-RL's answer, as its ``base_acc`` extracts it (mathruler's ``extract_boxed_content``).
+
+    After the last literal ``\\boxed{`` anywhere in the response (no space allowed before
+    ``{``), every ``{`` and ``}`` counts — escaped ones too, so ``\\boxed{\\left\\{ x \\right.}``
+    is not closed by its ``}`` — and the first ``}`` that closes more than it opened ends the answer,
+    which is stripped of surrounding whitespace. Without a ``\\boxed{``, or when it is never
+    closed, the answer is the four-letter string ``"None"``, compared with the gold like any
+    other answer (so it is right only against a gold of ``None``).
+    """
+    start = response.rfind("\\boxed{")
+    if start < 0:
+        return "None"
+    start += len("\\boxed{")
+    depth = 0
+    for m in _RAW_BRACE_RE.finditer(response, start):
+        depth += 1 if m.group() == "{" else -1
+        if depth < 0:
+            return response[start:m.start()].strip()
+    return "None"

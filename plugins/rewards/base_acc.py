@@ -10,13 +10,19 @@ holds AND the answer is right. Both components are returned, so logs show which 
   ../shared/bench/README.md (``answer_format.strict_format_ok``); ``format_mode: mindspeed``
   is MindSpeed-RL's regex, exactly (``answer_format.mindspeed_format_ok``).
 - ``accuracy`` (0/1), whatever the format verdict: the last ``\\boxed{…}`` of the answer
-  block (strict) — or of the whole response (mindspeed, as MindSpeed-RL reads it) — equals
-  the ground truth by ``math_equiv.answers_equal``: normalised strings and exact or
-  numeric comparison first, math-verify for the rest. Nothing is evaluated as code; over-size
-  answers (length, nesting, exponent towers) are compared as strings only.
+  block (strict) — or, in mindspeed mode, MindSpeed-RL's own extraction from the whole
+  response (``answer_format.last_boxed_mindspeed``: raw brace counting, ``"None"`` when the
+  last box is not closed) — equals the ground truth by ``math_equiv.answers_equal``:
+  normalised strings and exact or numeric comparison first, math-verify for the rest
+  within ``verify_budget_s`` seconds (default 0.5; over budget counts as wrong). Nothing is
+  evaluated as code; answers over a bound (length, nesting, towers, huge factorials,
+  binomials, Gamma, sums, products) or that look like code are compared as strings only.
 
 Configure through the config (``rewards.base_acc.options``), e.g.
 ``{format_mode: mindspeed}`` or ``{format_weight: 0.1, accuracy_requires_format: false}``.
+MindSpeed-RL's own checker (mathruler's ``grade_answer``) is not used: it hands answer text
+to sympy's ``parse_expr``, which evaluates Python. Verdicts may differ where the two checkers
+disagree; the format rule and the extracted answer are MindSpeed-RL's exactly.
 """
 
 from __future__ import annotations
@@ -28,16 +34,22 @@ import attrs
 
 from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.rewards.answer_format import (
-    answer_region, last_boxed, last_boxed_anywhere_mindspeed, mindspeed_format_ok,
-    strict_format_ok,
+    answer_region, last_boxed, last_boxed_mindspeed, mindspeed_format_ok, strict_format_ok,
 )
-from r1zero.plugins.rewards.math_equiv import answers_equal
+from r1zero.plugins.rewards.math_equiv import VERIFY_BUDGET_S, answers_equal
 
 FORMAT_MODES = ("strict", "mindspeed")
 MAX_GROUND_TRUTH_CHARS = 20_000
 
 
-def _gold(ground_truth: str) -> str:
+def check_budget(scorer: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not (math.isfinite(value) and 0 < value <= 60):
+        raise ValueError(f"{scorer}: verify_budget_s must be a number of seconds in (0, 60], "
+                         f"got {value!r}")
+
+
+def gold_answer(ground_truth: str) -> str:
     """The gold answer: a ``\\boxed{}`` inside it unwrapped, surrounding ``$`` dropped."""
     gold = str(ground_truth)[:MAX_GROUND_TRUTH_CHARS].strip()
     boxed = last_boxed(gold)
@@ -52,6 +64,7 @@ class BaseAccScorer:
     format_weight: float = 0.0
     accuracy_weight: float = 1.0
     accuracy_requires_format: bool = True
+    verify_budget_s: float = VERIFY_BUDGET_S
 
     name: ClassVar[str] = "base_acc"
     components: ClassVar[tuple[str, ...]] = ("format", "accuracy")
@@ -69,6 +82,7 @@ class BaseAccScorer:
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value):
                 raise ValueError(f"base_acc: {key} must be a finite number, got {value!r}")
+        check_budget("base_acc", self.verify_budget_s)
         if not isinstance(self.accuracy_requires_format, bool):
             raise ValueError(f"base_acc: accuracy_requires_format must be true or false, "
                              f"got {self.accuracy_requires_format!r}")
@@ -90,8 +104,8 @@ class BaseAccScorer:
             answer = last_boxed(answer_region(response))
         else:
             fmt = mindspeed_format_ok(response)
-            answer = last_boxed_anywhere_mindspeed(response)
-        acc = bool(answer) and answers_equal(answer, _gold(ground_truth))
+            answer = last_boxed_mindspeed(response)
+        acc = bool(answer) and answers_equal(answer, gold_answer(ground_truth), self.verify_budget_s)
         counted = acc if (fmt or not self.accuracy_requires_format) else False
         reward = self.format_weight * fmt + self.accuracy_weight * counted
         return {"reward": float(reward), "format": float(fmt), "accuracy": float(acc)}

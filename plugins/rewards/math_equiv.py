@@ -3,8 +3,10 @@
 ``answers_equal(pred, gold)`` decides in three steps:
 
 1. ``prepare`` both sides: ``sanitize`` (control characters, lone surrogates, unicode math),
-   the ``canonical`` string key and ``complexity_reason`` (length, nesting, exponent towers,
-   factorials). An answer over a bound is only ever compared as a string.
+   the ``canonical`` string key and the bounds of ``math_bounds`` (length, nesting, exponent
+   towers, and the arguments of factorials, binomials, Gamma, sums and products). A predicted
+   answer that looks like code (``code_like``) is treated the same way: an answer over a
+   bound or like code is only ever compared as a string.
 2. ``key_verdict`` on the keys, no parser involved: equal keys; ``x = 11`` vs ``11`` and
    ``(p,q) = (3,2)`` vs ``(3,2)`` (assignments, as math-verify reads them); a bare value
    against an equation gold (``0`` vs ``a+z=0``) is wrong; a prime on one side only
@@ -14,9 +16,10 @@
    equations compare by proportionality or a witness point (``math_relations``). Each
    answers True / False only when sure, else None. A decimal close to the other value is
    always left to math-verify, whose rounding rules decide.
-3. math-verify ``parse`` + ``verify`` for the rest (its signal-based timeouts off: the
-   scoring pool bounds time by killing the worker), after dropping ``name =`` where
-   math-verify would. A relation against a set (``-2 \\le x \\le 7`` vs ``x \\in [-2,7]``)
+3. math-verify ``parse`` + ``verify`` for the rest, after dropping ``name =`` where
+   math-verify would, within a per-sample time budget (``budget.call_within``, default
+   ``VERIFY_BUDGET_S``); over budget the answer is wrong. math-verify's own one-second
+   signal timeouts are off. A relation against a set (``-2 \\le x \\le 7`` vs ``x \\in [-2,7]``)
    that fails is retried with set-relation comparison.
 
 On ../shared/bench/responses.jsonl step 2 decides ~75% of the boxed answers in well under a
@@ -31,12 +34,15 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from math_verify import parse, verify
+from math_verify import LatexExtractionConfig, parse, verify
 
-from r1zero.plugins.rewards.math_keys import assignment, is_equation_gold, relations
-from r1zero.plugins.rewards.math_normalize import (
-    MAX_PARSE_CHARS, canonical, complexity_reason, parse_number, sanitize,
+from r1zero.plugins.rewards.budget import OverBudget, call_within
+from r1zero.plugins.rewards.code_like import code_like_reason
+from r1zero.plugins.rewards.math_bounds import (
+    MAX_PARSE_CHARS, complexity_reason, explosion_reason,
 )
+from r1zero.plugins.rewards.math_keys import assignment, is_equation_gold, relations
+from r1zero.plugins.rewards.math_normalize import canonical, parse_number, sanitize
 from r1zero.plugins.rewards.math_numeric import evaluated_verdict
 from r1zero.plugins.rewards.math_relations import assignment_list_verdict, equation_verdict
 from r1zero.plugins.rewards.math_struct import matrix_verdict, set_verdict, tuple_list_verdict
@@ -44,12 +50,13 @@ from r1zero.plugins.rewards.math_struct import matrix_verdict, set_verdict, tupl
 _SET_HINT_RE = re.compile(r"\\in\b|\\cup|\\cap|[\[\]]|\\infty")
 _REL_HINT_RE = re.compile(r"\\[lg]eq?\b|[<>]|\\le\b|\\ge\b")
 _MARKS_RE = re.compile(r"%|\\circ|\\degree")
+VERIFY_BUDGET_S = 0.5         # math-verify time per answer pair (the corpus needs < 0.15 s)
 
 
 class Prepared(NamedTuple):
     text: str                # sanitized, what a parser may see
     key: str                 # canonical string key
-    unsafe: str | None       # complexity_reason: never parse when set
+    unsafe: str | None       # why it must never be parsed (math_bounds, code_like)
     marks: bool              # had % or a degree sign (stripped from the key)
 
 
@@ -57,7 +64,15 @@ def prepare(text: str) -> Prepared:
     text = sanitize(text).strip()
     unsafe = complexity_reason(text)
     key = canonical(text) if len(text) <= MAX_PARSE_CHARS else text
+    if unsafe is None:
+        unsafe = explosion_reason(key)
     return Prepared(text, key, unsafe, bool(_MARKS_RE.search(text)))
+
+
+def prepare_prediction(text: str) -> Prepared:
+    """``prepare``, and a prediction that looks like code is never parsed either."""
+    p = prepare(text)
+    return p if p.unsafe else p._replace(unsafe=code_like_reason(p.text))
 
 
 _prepare_gold = lru_cache(maxsize=1024)(prepare)      # a gold recurs n_samples_per_prompt times
@@ -123,11 +138,20 @@ def fast_verdict(pred: Prepared, gold: Prepared) -> bool | None:
     return key_verdict(pred.key, gold.key, pred.marks or gold.marks)
 
 
-def answers_equal(pred: str, gold: str) -> bool:
-    """Whether ``pred`` (a final answer, e.g. the content of ``\\boxed{}``) equals ``gold``."""
-    p, g = prepare(pred), _prepare_gold(gold)
+def answers_equal(pred: str, gold: str, budget_s: float = VERIFY_BUDGET_S) -> bool:
+    """Whether ``pred`` (a final answer, e.g. the content of ``\\boxed{}``) equals ``gold``;
+    math-verify, when asked, gets ``budget_s`` seconds."""
+    p, g = prepare_prediction(pred), _prepare_gold(gold)
     verdict = fast_verdict(p, g)
-    return verdict if verdict is not None else _math_verify_equal(p.text, g.text)
+    return verdict if verdict is not None else verify_within(p.text, g.text, budget_s)
+
+
+def verify_within(pred: str, gold: str, budget_s: float) -> bool:
+    """math-verify's verdict on two bounded answers, False when over ``budget_s``."""
+    try:
+        return call_within(budget_s, _math_verify_equal, pred, gold)
+    except OverBudget:
+        return False
 
 
 # -- math-verify --------------------------------------------------------------------------
@@ -142,13 +166,17 @@ for _name in ("math_verify.parser", "math_verify.grader"):
     logging.getLogger(_name).addFilter(_DropTimeoutDisabledWarning())
 
 
-def _for_parser(text: str) -> str:
+# LaTeX only: math-verify's plain-expression reader hands text to sympy's parse_expr (eval)
+LATEX_ONLY = [LatexExtractionConfig()]
+
+
+def for_parser(text: str) -> str:
     return "$" + text.replace("\\$", "").replace("$", "") + "$"
 
 
 @lru_cache(maxsize=1024)
 def _parse_gold(text: str) -> list[Any]:
-    return parse(_for_parser(text), parsing_timeout=None)
+    return parse(for_parser(text), extraction_config=LATEX_ONLY, parsing_timeout=None)
 
 
 def reduce_assignments(pred: str, gold: str) -> tuple[str, str]:
@@ -168,7 +196,7 @@ def reduce_assignments(pred: str, gold: str) -> tuple[str, str]:
 def _math_verify_equal(pred: str, gold: str) -> bool:
     pred, gold = reduce_assignments(pred, gold)
     gold_parsed = _parse_gold(gold)
-    pred_parsed = parse(_for_parser(pred), parsing_timeout=None)
+    pred_parsed = parse(for_parser(pred), extraction_config=LATEX_ONLY, parsing_timeout=None)
     if not gold_parsed or not pred_parsed:
         return False
     if verify(gold_parsed, pred_parsed, timeout_seconds=None):

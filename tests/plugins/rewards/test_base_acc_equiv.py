@@ -9,9 +9,8 @@ import pytest
 
 from r1zero.plugins.rewards import math_equiv
 from r1zero.plugins.rewards.math_eval import CTX, evaluate, tokens
-from r1zero.plugins.rewards.math_normalize import (
-    canonical, complexity_reason, parse_number, sanitize,
-)
+from r1zero.plugins.rewards.math_bounds import complexity_reason
+from r1zero.plugins.rewards.math_normalize import canonical, parse_number, sanitize
 from r1zero.plugins.rewards.math_struct import parse_set
 
 
