@@ -1,6 +1,7 @@
 """Benchmark: r1zero ``base_acc`` against a plain math-verify scorer, in one run.
 
-    python benchmarks/reward_bench.py [--rounds 3] [--timeout 5] [--skip-hostile]
+    python benchmarks/reward_bench.py [--rounds 3] [--timeout 5] [--skip-hostile | --hostile-only]
+                                      [--bench DIR]
 
 Baseline (as in ../shared/bench/README.md): math-verify 0.9.0 with defaults — gold parsed
 from ``$gold$``, the prediction parsed from the answer block, ``verify`` — and reward =
@@ -9,9 +10,11 @@ measurement in freshly started worker processes (no cache carried over between r
 scorers), after the same warm-up on synthetic answers that are not in the corpus.
 Throughput = rows / wall time of one ``pool.score`` over the whole corpus; the median over
 ``--rounds`` alternating rounds is reported (the machine may be shared). Latency is per
-sample, timed inside the worker. The hostile section is generated here: both scorers get
-it under a kill timeout; a worker's address space is capped at 3 GiB so a runaway parse
-cannot take the machine with it.
+sample, timed inside the worker. The hostile section (``hostile_answers.py``, grouped by
+class) goes to ``base_acc``, ``math_verify_reward`` and the plain math-verify scorer under a
+kill timeout; it prints each class's worst latency and each scorer's worst, p95 and worst CPU
+time, timed inside the worker; a worker's address space is capped at 3 GiB so a runaway
+parse cannot take the machine with it.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import hostile_answers
+
 from r1zero.plugins.rewards.answer_format import answer_region, strict_format_ok
 from r1zero.plugins.rewards.base_acc import BaseAccScorer
+from r1zero.plugins.rewards.math_verify_reward import MathVerifyRewardScorer
 from r1zero.scoring.pool import ScoringPool
 
 BENCH = Path(__file__).resolve().parents[1] / ".." / "shared" / "bench"
@@ -144,53 +150,64 @@ def latency(seconds: list[float]) -> str:
 
 
 def hostile_rows(marker: Path) -> list[tuple[str, str, str]]:
-    """(label, response, gold) — executable strings, explosive numbers, deep nesting, huge
-    text, NUL bytes and lone surrogates, as the answer and as the ground truth."""
-    exec_str = f"__import__('os').system('touch {marker}')"
-    answers = {
-        "exec string": exec_str, "eval call": "eval('2+2')", "exec call": "exec('import os')",
-        "dunder walk": "().__class__.__bases__[0].__subclasses__()",
-        "9**9**9**9": "9**9**9**9", "10^{10^{10^{10}}}": "10^{10^{10^{10}}}",
-        "power tower 2^2^2^2^2^2": "2^{2^{2^{2^{2^{2}}}}}", "x^{99999999}": "x^{99999999}",
-        "(10^{10})!": "(10^{10})!", "99999999999!": "99999999999!",
-        "5000-deep parentheses": "(" * 5000 + "1" + ")" * 5000,
-        "2000-deep \\frac": "\\frac{" * 2000 + "1" + "}{2}" * 2000,
-        "1000-deep \\sqrt": "\\sqrt{" * 1000 + "2" + "}" * 1000,
-        "NUL bytes": "4\x002\x00", "lone surrogates": "\ud800" * 3 + "7" + "\udfff",
-        "200 KB answer": "1+" * 100_000 + "1",
-    }
+    """(class, response, gold): each answer of ``hostile_answers`` against 42 and itself."""
     rows = []
-    for label, a in answers.items():
-        rows.append((label + " (answer)", f"<think>t</think><answer>\\boxed{{{a}}}</answer>", "42"))
-        rows.append((label + " (answer = gold)", f"<think>t</think><answer>\\boxed{{{a}}}</answer>", a))
-    big = "<think>" + "Let me think. " * 15_000 + "</think><answer>\\boxed{42}</answer>"
-    rows.append(("200 KB response", big, "42"))
-    rows.append(("20k repeated tags", "<think>" + "</think><answer>\\boxed{" * 20_000, "1"))
+    for label, answers in hostile_answers.classes(str(marker)).items():
+        for a in answers:
+            response = f"<think>t</think><answer>\\boxed{{{a}}}</answer>"
+            rows += [(label, response, "42"), (label, response, a)]
+    rows += [("whole responses", r, g) for r, g in hostile_answers.RESPONSES.values()]
     return rows
 
 
-def run_hostile(timeout_s: float) -> list[str]:
+def run_hostile(timeout_s: float) -> tuple[list[str], list[str]]:
+    """Each scorer over the hostile rows in a fresh pool: (per-class lines, summary lines)."""
+    scorers = (BaseAccScorer(), MathVerifyRewardScorer(), PlainMathVerify())
     with tempfile.TemporaryDirectory() as tmp:
         marker = Path(tmp) / "pwned"
         rows = hostile_rows(marker)
-        lines = []
-        for scorer in (BaseAccScorer(), PlainMathVerify()):
+        secs, summary = {}, []
+        for scorer in scorers:
             t = time.perf_counter()
             with ScoringPool([(Timed(scorer), 1.0)], workers=2, timeout_s=timeout_s) as pool:
                 b = pool.score([r for _, r, _ in rows], [g for _, _, g in rows])
             wall = time.perf_counter() - t
-            secs = b.components[f"{scorer.name}/seconds"]
+            s = secs[scorer.name] = list(b.components[f"{scorer.name}/seconds"])
+            cpu = b.components[f"{scorer.name}/cpu"]
             for e in b.errors:                      # "... sample 12: timeout: ..."
                 i, status = e.split(" sample ")[1].split(": ")[:2]
-                secs[int(i)] = max(secs[int(i)], timeout_s if status == "timeout" else 0.0)
-            worst = max(range(len(rows)), key=lambda i: secs[i])
-            shown = (f">= {timeout_s:g} s (killed)" if secs[worst] >= timeout_s
-                     else f"{1e3 * secs[worst]:.0f} ms")
-            lines.append(
-                f"| {scorer.name:11} | {len(rows)} | {shown} ({rows[worst][0]}) | "
-                f"{b.counts['reward/timeouts']} | {b.counts['reward/errors']} | "
-                f"{'YES' if marker.exists() else 'no'} | yes, {wall:.1f} s |")
-    return lines
+                s[int(i)] = max(s[int(i)], timeout_s if status == "timeout" else 0.0)
+            worst = max(range(len(rows)), key=lambda i: s[i])
+            p95 = sorted(s)[int(0.95 * (len(s) - 1))]
+            summary.append(
+                f"| {scorer.name:18} | {len(rows)} | {_ms(s[worst], timeout_s)} ({rows[worst][0]}) "
+                f"| {1e3 * p95:.1f} ms | {1e3 * max(cpu):.0f} ms | {b.counts['reward/timeouts']} "
+                f"| {b.counts['reward/errors']} | {'YES' if marker.exists() else 'no'} "
+                f"| yes, {wall:.1f} s |")
+    lines = []
+    for label in dict.fromkeys(c for c, _, _ in rows):
+        idx = [i for i, (c, _, _) in enumerate(rows) if c == label]
+        lines.append(f"| {label} | {len(idx)} | " + " | ".join(
+            _ms(max(secs[sc.name][i] for i in idx), timeout_s) for sc in scorers) + " |")
+    return lines, summary
+
+
+def _ms(seconds: float, timeout_s: float) -> str:
+    return f">= {timeout_s:g} s (killed)" if seconds >= timeout_s else f"{1e3 * seconds:.0f} ms"
+
+
+def print_hostile(timeout_s: float) -> None:
+    logging.getLogger("r1zero.scoring.pool").setLevel(logging.ERROR)    # counted in the table
+    print("\nhostile inputs (benchmarks/hostile_answers.py; 2 workers, kill timeout "
+          f"{timeout_s:g} s, 3 GiB address-space cap per worker; latency timed inside the worker)\n")
+    lines, summary = run_hostile(timeout_s)
+    print("| class | samples | base_acc worst | math_verify_reward worst | plain math-verify worst |")
+    print("|---|---|---|---|---|")
+    print("\n".join(lines))
+    print("\n| scorer | samples | worst latency (wall) | p95 | worst CPU | timeouts | errors "
+          "| executed | batch completed |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(summary))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,10 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--skip-hostile", action="store_true")
+    ap.add_argument("--hostile-only", action="store_true")
     ap.add_argument("--bench", type=Path, default=BENCH,
                     help="folder with responses.jsonl and equivalence_cases.jsonl "
                          "(default: ../shared/bench next to the repository)")
     args = ap.parse_args(argv)
+    if args.hostile_only:
+        print_hostile(args.timeout)
+        return 0
     bench = args.bench
     if not (bench / "responses.jsonl").exists():
         print(f"reward_bench: skipped, corpus not found at {bench.resolve()}")
@@ -217,13 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = {k: statistics.median(m["rate"] for m in v) for k, v in runs.items()}
     print_report(rows, pairs, runs, rate, args, parallel_headroom())
     if not args.skip_hostile:
-        logging.getLogger("r1zero.scoring.pool").setLevel(logging.ERROR)    # counted in the table
-        print("\nhostile inputs (generated; 2 workers, kill timeout "
-              f"{args.timeout:g} s, 3 GiB address-space cap per worker)\n")
-        print("| scorer | samples | worst latency | timeouts | errors | executed | batch completed |")
-        print("|---|---|---|---|---|---|---|")
-        for line in run_hostile(args.timeout):
-            print(line)
+        print_hostile(args.timeout)
     return 0
 
 

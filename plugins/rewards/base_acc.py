@@ -14,7 +14,7 @@ holds AND the answer is right. Both components are returned, so logs show which 
   response (``answer_format.last_boxed_mindspeed``: raw brace counting, ``"None"`` when the
   last box is not closed) — equals the ground truth by ``math_equiv.answers_equal``:
   normalised strings and exact or numeric comparison first, math-verify for the rest
-  within ``verify_budget_s`` seconds (default 0.5; over budget counts as wrong). Nothing is
+  within ``verify_budget_s`` seconds of CPU time (default 0.4; over budget counts as wrong). Nothing is
   evaluated as code; answers over a bound (length, nesting, towers, huge factorials,
   binomials, Gamma, sums, products) or that look like code are compared as strings only.
 

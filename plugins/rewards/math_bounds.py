@@ -6,15 +6,17 @@ signal interrupts. Such answers are therefore refused here, from the text alone,
 ever compared as strings. ``complexity_reason(text)`` and ``explosion_reason(key)`` return a
 reason or None:
 
-- ``complexity_reason`` (the sanitized text): length, bracket nesting, ``|`` count, digit
-  runs, power towers and huge integer exponents (``_power_reason``), literal factorials.
+- ``complexity_reason`` (the sanitized text): length, bracket nesting, ``|`` count, matrix
+  cells, list items, digit runs, power towers and huge integer exponents
+  (``_power_reason``), literal factorials.
 - ``explosion_reason`` (the ``canonical`` key: ``\\dbinom``/``\\tbinom`` are ``\\binom``,
   ``\\left``, spaces and font wrappers are gone, so ``\\operatorname{Gamma}`` is ``Gamma``):
   the arguments of factorials (``n!``, ``n!!``, ``(expr)!``, ``10^9!``), binomials
   (``\\binom``, ``{n \\choose k}``, ``binomial(n,k)``), Gamma (``\\Gamma``, ``Gamma``,
   ``gamma``, ``factorial(n)``), ``\\exp`` (towers written ``\\exp(\\exp(…))``), the ranges of ``\\sum`` / ``\\prod`` (nested ones multiply),
   and every exponent that is an expression (``2^{10^4 \\cdot 10^4}``), a numeric power with
-  too many digits, or a sum raised to a large power (``(x+y+z)^{60}`` expands).
+  too many digits, or a sum raised to a power with too many terms once expanded
+  (``(x+y+z)^{60}``).
 
 An argument's size is its value from ``math_eval`` (the safe grammar evaluator, variables
 set to 2.5); an argument outside that grammar counts as huge when it holds a power, a
@@ -37,7 +39,9 @@ MAX_POWER_DIGITS = 3000      # digits of a numeric power (7^{2024} has 1711)
 MAX_FACTORIAL = 1000         # n!, \Gamma(n)
 MAX_BINOMIAL = 10_000        # n of \binom{n}{k}
 MAX_TERMS = 1000             # terms of all \sum / \prod ranges together (multiplied)
-MAX_POLY_EXPONENT = 50       # (a+b)^n with a symbolic sum a+b
+MAX_EXPANSION = 40           # terms of (a+b+...)^n expanded: (x+1)^{39}, (x+y+z)^{7}
+MAX_ITEMS = 40               # items of a top-level list
+MAX_CELLS = 40               # "&" of matrices
 MAX_DIGITS = 300             # one run of digits
 HUGE = math.inf
 
@@ -114,6 +118,18 @@ def _depth(text: str) -> int:
     return worst
 
 
+def _top_level_commas(text: str) -> list[int]:
+    depth, out = 0, []
+    for i, ch in enumerate(text):
+        if ch in "{([":
+            depth += 1
+        elif ch in "})]":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            out.append(i)
+    return out
+
+
 def complexity_reason(text: str) -> str | None:
     """Why ``text`` must not reach a parser, or None when it is within every bound."""
     if len(text) > MAX_PARSE_CHARS:
@@ -122,6 +138,10 @@ def complexity_reason(text: str) -> str | None:
         return f"nesting deeper than {MAX_DEPTH}"
     if text.count("|") > MAX_BARS:
         return f"more than {MAX_BARS} '|'"
+    if text.count("&") > MAX_CELLS:
+        return f"more than {MAX_CELLS} matrix cells"
+    if text.count(",") > MAX_ITEMS and len(_top_level_commas(text)) > MAX_ITEMS:
+        return f"a list of more than {MAX_ITEMS} items"
     if any(len(d) > MAX_DIGITS for d in _DIGITS_RE.findall(text)):
         return f"a number with more than {MAX_DIGITS} digits"
     if "^" in text or "**" in text:
@@ -287,6 +307,24 @@ def _big_operator_terms(key: str) -> float:
     return terms
 
 
+def _expansion(base: str, exponent: float) -> float:
+    """Terms of ``base^exponent`` expanded, when ``base`` is a sum of ``t`` terms."""
+    inner = base[1:-1] if base[0] in _OPEN else base
+    depth, terms = 0, 1
+    for i, ch in enumerate(inner):
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+        elif ch in "+-" and depth == 0 and i > 0 and inner[i - 1] not in "^_":
+            terms += 1
+    if terms == 1 or exponent <= 1:
+        return 1.0
+    if exponent > MAX_EXPONENT:
+        return HUGE
+    return float(math.comb(int(exponent) + terms - 1, terms - 1))
+
+
 def _power_sites(key: str) -> str | None:
     """Exponents that are expressions, numeric powers with too many digits, big polynomials
     (not the upper limit of a sum, not an infinite exponent)."""
@@ -308,8 +346,7 @@ def _power_sites(key: str) -> str | None:
         if not symbolic and base_size > 1 \
                 and exponent * math.log10(base_size) > MAX_POWER_DIGITS:
             return f"power {key[start:exp_end][:30]} over {MAX_POWER_DIGITS} digits"
-        inner = base[1:-1] if base[0] in _OPEN else base
-        if symbolic and exponent > MAX_POLY_EXPONENT and re.search(r".[-+]", inner):
+        if symbolic and _expansion(base, exponent) > MAX_EXPANSION:
             return f"power {key[start:exp_end][:30]} of a sum"
     return None
 
