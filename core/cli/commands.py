@@ -46,14 +46,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from r1zero.cli.score import run_score
 
+    import math
+
+    from r1zero.host.errors import ConfigError
+
     options = {}
     for item in args.option:
         key, sep, value = item.partition("=")
         if not sep:
-            from r1zero.host.errors import ConfigError
-
             raise ConfigError(f"--option {item!r} must look like key=value")
         options[key] = value
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"must be >= 1, got {args.workers}", key="--workers")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"must be a finite number of seconds > 0, got {args.timeout}",
+                          key="--timeout")
     return run_score(args.input, args.scorer or ["base_acc"], options, workers=args.workers,
                      timeout_s=args.timeout, output=args.output, as_json=args.json)
 

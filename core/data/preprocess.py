@@ -63,6 +63,8 @@ class Manifest:
     n_skipped_bad: int = 0
     n_filtered_length: int = 0
     skipped_examples: list = attrs.field(factory=list)
+    n_duplicate_ids: int = 0                                 # kept rows whose id came before
+    duplicate_ids: list = attrs.field(factory=list)          # the first few, with their rows
     prompt_length_max: int = 0
     prompt_length_mean: float = 0.0
     workers: int = 1
@@ -129,6 +131,10 @@ def preprocess(input_path: str | Path, handler: DatasetHandler | str, template: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if manifest.n_duplicate_ids:
+        log.warning("%s: %d rows repeat an id of an earlier row (%s); ids name the prompts in "
+                    "metrics and rewards, so these are ambiguous", input_path,
+                    manifest.n_duplicate_ids, "; ".join(manifest.duplicate_ids))
     log.info("preprocessed %s -> %s: %d read, %d kept, %d bad rows skipped, %d longer than %d "
              "tokens dropped (%.2fs)", input_path, out, manifest.n_read, manifest.n_kept,
              manifest.n_skipped_bad, manifest.n_filtered_length, max_prompt_length,
@@ -326,6 +332,7 @@ def _tokenize_into(tmp: Path, input_path: Any, handler: Any, template: Any, toke
                            f"{max_len} (shortest: {sink.shortest} tokens)", path=str(input_path))
     return {"n_read": stats.n_read, "n_kept": sink.n_kept, "n_skipped_bad": stats.n_skipped,
             "n_filtered_length": sink.n_filtered, "skipped_examples": stats.first_errors,
+            "n_duplicate_ids": sink.n_duplicates, "duplicate_ids": sink.duplicates,
             "prompt_length_max": sink.longest,
             "prompt_length_mean": round(sink.total / sink.n_kept, 3)}
 
@@ -351,6 +358,9 @@ class _Sink:
         self.batches: list = []
         self.n_kept = self.n_filtered = self.longest = self.total = self.buffered = 0
         self.shortest: int | None = None
+        self.first_row: dict[str, int] = {}         # id -> row that used it first
+        self.duplicates: list[str] = []             # "id 'p1': rows 3 and 7", the first few
+        self.n_duplicates = 0
 
     def add(self, batch: Any, stats: dict[str, int]) -> None:
         self.n_kept += batch.num_rows
@@ -358,10 +368,19 @@ class _Sink:
         self.longest, self.total = max(self.longest, stats["longest"]), self.total + stats["total"]
         if self.shortest is None or stats["shortest"] < self.shortest:
             self.shortest = stats["shortest"]
+        self._check_ids(batch.column("id").to_pylist(), batch.column("row").to_pylist())
         self.batches.append(batch)
         self.buffered += batch.num_rows
         if self.buffered >= WRITE_ROWS:
             self._flush()
+
+    def _check_ids(self, ids: list[str], rows: list[int]) -> None:
+        for rid, row in zip(ids, rows):
+            first = self.first_row.setdefault(rid, row)
+            if first != row:
+                self.n_duplicates += 1
+                if len(self.duplicates) < 5:
+                    self.duplicates.append(f"id {rid!r}: rows {first} and {row}")
 
     def _flush(self) -> None:
         import pyarrow as pa

@@ -22,6 +22,7 @@ import pluggy
 
 from r1zero.host import hookspecs
 from r1zero.host.errors import PluginError
+from r1zero.host.hookcheck import unknown_hooks
 
 log = logging.getLogger("r1zero.host.manager")
 GROUP = "r1zero"
@@ -101,8 +102,12 @@ class PluginHost:
         try:
             module = loader()
             self.pm.register(module, name=info.name)
-        except Exception as exc:  # noqa: BLE001 - any import-time failure is the plugin's
-            self._fail(info, f"failed to import {info.module}: {type(exc).__name__}: {exc}", exc)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import-time failure is the plugin's
+            self._fail(info, f"failed to import {info.module}: {_describe(exc)}", exc)
+            return
+        unknown = unknown_hooks(self.pm, module)
+        if unknown:
+            self._fail(info, "; ".join(unknown))
 
     def _fail(self, info: PluginInfo, message: str, exc: BaseException | None = None) -> None:
         info.error = message
@@ -138,8 +143,8 @@ class PluginHost:
 
             try:
                 impl.function(register=register)
-            except Exception as exc:  # noqa: BLE001
-                self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}", exc)
+            except (Exception, SystemExit) as exc:  # noqa: BLE001
+                self._fail(info, f"{hook_name} raised {_describe(exc)}", exc)
                 continue
             self._items[kind].extend(staged)
             info.registered.setdefault(kind, []).extend(r.name for r in staged)
@@ -195,6 +200,12 @@ class PluginHost:
             msg += "; plugins that failed to load: " + "; ".join(
                 f"{p.label()}: {p.error}" for p in failed)
         return msg
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r}): the plugin tried to end the process"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _env_modules() -> list[str]:

@@ -58,6 +58,14 @@ class ScoreBatch:
     errors: list[str]                       # each names the scorer plugin and sample index
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _validate_scorers(scorers: Sequence[tuple[Any, float]]) -> None:
     names = [getattr(s, "name", None) for s, _ in scorers]
     for (s, w), name in zip(scorers, names):
@@ -86,9 +94,15 @@ class ScoringPool:
         self._pooled = [i for i, s in enumerate(self.scorers) if not getattr(s, "in_process", False)]
         self._workers: WorkerSet | None = None
         if self._pooled:
-            n = workers if workers is not None else (os.cpu_count() or 1)
+            cores = available_cores()
+            n = workers if workers is not None else cores
             if n < 1:
                 raise ValueError(f"workers must be >= 1, got {n}")
+            if n > cores:
+                log.warning("note: %d scoring workers requested, %d cores available: using %d "
+                            "(more processes than cores only add memory and switching)", n,
+                            cores, cores)
+                n = cores
             pooled = [self.scorers[i] for i in self._pooled]
             preload = sorted({m for s in pooled for m in (type(s).__module__,
                                                            *getattr(s, "preload_modules", ()))}

@@ -50,7 +50,7 @@ def test_bad_rows_name_file_row_and_field(tmp_path):
     with pytest.raises(DatasetError, match=r"bad.jsonl row 2: field 'ground_truth' \(or 'gold'\) "
                                            r"missing; keys are \['answer', 'response'\]"):
         read_rows(path)
-    (tmp_path / "nojson.jsonl").write_text('{"response": 1, "gold": 2}\nnot json\n')
+    (tmp_path / "nojson.jsonl").write_text('{"response": "1", "gold": 2}\nnot json\n')
     with pytest.raises(DatasetError, match="nojson.jsonl row 2: not JSON"):
         read_rows(tmp_path / "nojson.jsonl")
 
