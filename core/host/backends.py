@@ -74,8 +74,10 @@ class Backend:
         a = cfg.actor
         engine = resolve_engine(a.engine, a.tensor_parallel, a.pipeline_parallel, a.expert_parallel)
         if engine != "torch":
-            raise ConfigError(f"actor.engine {engine!r} is not built by backend {self.name!r} "
-                              f"in this version", key="actor.engine")
+            raise ConfigError(f"actor.engine {engine!r}: r1zero.trainer.megatron builds and "
+                              f"tests the engine (one GRPO update at tp/pp/dp on CPU ranks), but "
+                              f"`r1zero train` does not drive it yet; backend {self.name!r} builds "
+                              f"the torch engine only", key="actor.engine")
 
         return TorchTrainEngine(cfg, tokenizer, device=self.torch_device())
 

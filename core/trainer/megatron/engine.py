@@ -1,0 +1,296 @@
+"""``MegatronTrainEngine``: the actor as a megatron-core GPTModel sharded tp x pp (x dp).
+
+Built on the megatron-core APIs that the older releases MindSpeed pins also have:
+``parallel_state.initialize_model_parallel``, ``GPTModel``, ``DistributedDataParallel``,
+``get_megatron_optimizer`` and ``get_forward_backward_func``.
+
+- ``parallel_state`` comes from the recipe's actor layout (tensor_parallel, pipeline_parallel);
+  the data-parallel size is what remains of the world.
+- Megatron DDP reduces fp32 gradients; the megatron optimizer (distributed when
+  ``actor.distributed_optimizer``) keeps fp32 master weights and Adam state.
+- ``forward_backward(batches, loss_fn)`` runs megatron's schedule (1F1B when pp > 1) over
+  micro-batches padded to one shape; on the last stage the logits become response log-probs and
+  entropies, and ``loss_fn`` (the trainer's GRPO objective) turns them into the loss.
+- The reference model is a second GPTModel in the same layout, frozen.
+
+Hardware: megatron-core calls CUDA (on Ascend, MindSpeed's ``megatron_adaptor`` routes those
+calls to NPUs; imported first when ``torch_npu`` is present, unverified here). On a machine where
+``torch.cuda.current_device()`` fails the engine refuses with that reason; the CPU tests make
+it work with redirections that live in their fixture only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from r1zero.host.errors import BackendUnavailable, ConfigError
+from r1zero.trainer.megatron import model as M
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+LossFn = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+
+
+def require_megatron() -> None:
+    """megatron-core importable and able to place tensors (a CUDA/NPU device, or redirected)."""
+    try:
+        import torch_npu  # noqa: F401  - Ascend: MindSpeed patches megatron for NPUs
+    except ImportError:
+        pass
+    else:
+        import mindspeed.megatron_adaptor  # noqa: F401  - unverified on hardware
+    try:
+        import megatron.core  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable("megatron", f"megatron-core not importable ({exc}); "
+                                 "pip install 'r1zero[megatron]'") from exc
+    try:
+        torch.cuda.current_device()
+    except Exception as exc:   # torch raises AssertionError/RuntimeError without a CUDA build
+        raise BackendUnavailable("megatron", f"megatron-core needs a CUDA or NPU device "
+                                 f"(torch.cuda.current_device(): {exc})") from exc
+
+
+def init_parallel(tp: int, pp: int, seed: int) -> None:
+    """parallel_state for tp x pp over the already initialised default process group."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()
+    ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
+    model_parallel_cuda_manual_seed(seed)
+
+
+class MegatronTrainEngine:
+    reduces_grads = True         # megatron DDP leaves the data-parallel gradient
+    weights_in_place = False     # the sampler takes ``full_weights()``
+
+    def __init__(self, cfg: Any, tokenizer: Any, device: str = "cpu", dist: Any = None):
+        from transformers import AutoConfig
+
+        require_megatron()
+        a = cfg.actor
+        if a.expert_parallel > 1:
+            raise ConfigError("the megatron engine builds dense models in this version; expert "
+                              "parallelism (MoE) is not implemented", key="actor.expert_parallel")
+        self.cfg, self.device = cfg, torch.device(device)
+        self.tp, self.pp = a.tensor_parallel, a.pipeline_parallel
+        init_parallel(self.tp, self.pp, a.seed)
+        self.dtype = _DTYPES[cfg.model.dtype]
+        hf_config = AutoConfig.from_pretrained(cfg.model.path)
+        self.facts = M.arch_facts(hf_config)
+        self.stages = _stage_layers(a.num_layer_list, self.pp, self.facts["layers"])
+        hf_state = _hf_state(cfg.model.path, self.dtype)
+        full = M.hf_to_mcore(self.facts, hf_state, self.tp)
+        self.model = self._build(full)
+        self.ref = None
+        if cfg.reference.enabled and cfg.algorithm.kl_coef > 0:
+            self.ref = self._build(full).eval().requires_grad_(False)
+        self.ddp, self.optimizer = _wrap_ddp_and_optimizer(self.model, cfg)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.updates = 0
+
+    # -- build ------------------------------------------------------------------------------
+    def _build(self, full: dict[str, torch.Tensor]) -> torch.nn.Module:
+        config = M.transformer_config(self.facts, tp=self.tp, pp=self.pp, dtype=self.dtype,
+                                      num_layer_list=self.cfg.actor.num_layer_list)
+        gpt = M.build_gpt(self.facts, config, tp=self.tp)
+        self.split_dims = load_shard(gpt, full, self.layer_offset())
+        return gpt.to(self.device)
+
+    def layer_offset(self, stage: int | None = None) -> int:
+        from megatron.core import parallel_state as ps
+
+        stage = ps.get_pipeline_model_parallel_rank() if stage is None else stage
+        return sum(self.stages[:stage])
+
+    # -- forward / backward -------------------------------------------------------------------
+    def forward_backward(self, batches: Sequence[Any], temperature: float,
+                         loss_fn: LossFn | None, model: torch.nn.Module | None = None
+                         ) -> list[dict[str, Any]]:
+        """Megatron's schedule over ``batches`` (``SeqBatch``). With ``loss_fn`` it backpropagates
+        ``loss_fn(i, logp, entropy)`` of each micro-batch and returns its stats; without, it runs
+        forward only and returns ``{"logp": (B_i, R_i)}`` per micro-batch. Results exist on the
+        last pipeline stage; other stages get an empty list."""
+        from megatron.core import parallel_state as ps
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        packed = pack(batches, self.pad_id, self.cfg.actor.micro_batch_size, self.device)
+        target = model if model is not None else self.ddp
+        scale = len(packed) * ps.get_data_parallel_world_size()
+        out: list[dict[str, Any]] = []
+
+        def step(data: Iterator, gpt: torch.nn.Module):
+            i, mb = next(data)
+            logits = gpt(mb["input_ids"], mb["position_ids"], mb["attention_mask"])
+            return logits, functools.partial(self._loss, i, mb, temperature, loss_fn, scale, out)
+
+        forward_only = loss_fn is None
+        with torch.no_grad() if forward_only else contextlib.nullcontext():
+            get_forward_backward_func()(
+                forward_step_func=step, data_iterator=iter(enumerate(packed)), model=[target],
+                num_microbatches=len(packed), seq_length=packed[0]["input_ids"].shape[1],
+                micro_batch_size=packed[0]["input_ids"].shape[0], forward_only=forward_only)
+        return out
+
+    def _loss(self, i: int, mb: dict, temperature: float, loss_fn: LossFn | None, scale: int,
+              out: list, logits: torch.Tensor):
+        rows, width, p = mb["rows"], mb["response_width"], mb["prompt_width"]
+        logits = logits[:rows, p - 1:p - 1 + width, :self.facts["vocab"]].float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        logz = torch.logsumexp(logits, dim=-1)
+        response = mb["input_ids"][:rows, p:p + width]
+        logp = logits.gather(-1, response.unsqueeze(-1)).squeeze(-1) - logz
+        if loss_fn is None:
+            out.append({"logp": logp.detach()})
+            return logits.new_zeros(()), {}
+        ent = logz - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+        loss, stats = loss_fn(i, logp, ent)
+        out.append(stats)
+        # the schedule divides by the micro-batch count and DDP averages over dp: undo both so
+        # the gradient is the sum of the trainer's share-weighted micro-batch losses
+        return loss * scale, {}
+
+    def logprobs_of(self, batches: Sequence[Any], temperature: float,
+                    reference: bool = False) -> list[torch.Tensor] | None:
+        """(B_i, R_i) log-probs per batch from the actor or the reference; None off the last
+        pipeline stage."""
+        from megatron.core import parallel_state as ps
+
+        model = self.ref if reference else self.ddp
+        out = self.forward_backward(batches, temperature, None, model=model)
+        return [o["logp"] for o in out] if ps.is_pipeline_last_stage() else None
+
+    def step(self, max_norm: float) -> float:
+        """Clip to ``max_norm``, step the megatron optimizer and the lr schedule; grad norm."""
+        from r1zero.trainer.engine import lr_lambda
+
+        lr = self.cfg.actor.lr * lr_lambda(self.cfg.actor)(self.updates)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.config.clip_grad = max_norm
+        _, grad_norm, _ = self.optimizer.step()
+        self.ddp.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        self.updates += 1
+        self.last_lr = lr
+        return float(grad_norm)
+
+    def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """(HF name, full tensor) pairs, layer by layer, on every rank (collective)."""
+        from r1zero.trainer.megatron.weights import gather_hf
+
+        yield from gather_hf(self)
+
+    def full_grads(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """(HF name, full reduced gradient) pairs after ``forward_backward`` (collective; not
+        with the distributed optimizer, whose ranks keep only their shard of the reduction)."""
+        from r1zero.trainer.megatron.weights import gather_hf
+
+        yield from gather_hf(self, grads=True)
+
+
+def load_shard(gpt: torch.nn.Module, full: dict[str, torch.Tensor], offset: int) -> dict[str, int]:
+    """Copy this rank's slice of each full mcore tensor into ``gpt`` (layer numbers + offset);
+    returns the tensor-parallel split dimension of each sliced parameter (the one dimension
+    where its shape differs from the full tensor's)."""
+    from megatron.core import parallel_state as ps
+
+    tp_rank = ps.get_tensor_model_parallel_rank()
+    tp = ps.get_tensor_model_parallel_world_size()
+    split: dict[str, int] = {}
+    with torch.no_grad():
+        for name, param in gpt.state_dict(keep_vars=True).items():
+            if name.endswith("_extra_state") or "rotary_pos_emb" in name:
+                continue
+            key = _global_name(name, offset)
+            if key == "output_layer.weight" and key not in full:   # tied, last stage of pp > 1
+                key = "embedding.word_embeddings.weight"
+            src = full[key]
+            dims = [d for d, (a, b) in enumerate(zip(param.shape, src.shape)) if a != b]
+            if dims:
+                split[name] = dims[0]
+                src = src.chunk(tp, dim=dims[0])[tp_rank]
+                # megatron marks some slices only when it initialises weights itself;
+                # grad-norm and clipping read the marks to count each slice once
+                if not getattr(param, "tensor_model_parallel", False):
+                    for attr, value in (("tensor_model_parallel", True),
+                                        ("partition_dim", dims[0]), ("partition_stride", 1)):
+                        setattr(param, attr, value)
+            param.copy_(src.to(param.dtype))
+    return split
+
+
+def _global_name(name: str, offset: int) -> str:
+    """decoder.layers.{local}.x -> decoder.layers.{local + offset}.x"""
+    parts = name.split(".")
+    if name.startswith("decoder.layers."):
+        parts[2] = str(int(parts[2]) + offset)
+    return ".".join(parts)
+
+
+def _hf_state(path: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+def _stage_layers(num_layer_list: list[int] | None, pp: int, layers: int) -> list[int]:
+    from r1zero.config.layout import stage_layers
+
+    stages = stage_layers(num_layer_list, pp, layers)
+    if len(set(stages[1:-1])) > 1:
+        raise ConfigError(f"num_layer_list {stages}: megatron-core places uneven layers only in "
+                          f"the first and last stage; middle stages must be equal",
+                          key="actor.num_layer_list")
+    return stages
+
+
+def _wrap_ddp_and_optimizer(gpt: torch.nn.Module, cfg: Any):
+    from megatron.core.distributed import (DistributedDataParallel,
+                                           DistributedDataParallelConfig, finalize_model_grads)
+    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+
+    a = cfg.actor
+    ddp = DistributedDataParallel(gpt.config, DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True, overlap_grad_reduce=False,
+        use_distributed_optimizer=a.distributed_optimizer), module=gpt)
+    gpt.config.finalize_model_grads_func = finalize_model_grads
+    gpt.config.no_sync_func = ddp.no_sync
+    dtype = _DTYPES[cfg.model.dtype]
+    optimizer = get_megatron_optimizer(OptimizerConfig(
+        optimizer="adam", lr=a.lr, weight_decay=a.weight_decay, adam_beta1=a.adam_beta1,
+        adam_beta2=a.adam_beta2, adam_eps=a.adam_eps, clip_grad=a.clip_grad,
+        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, params_dtype=dtype,
+        use_distributed_optimizer=a.distributed_optimizer), [ddp])
+    return ddp, optimizer
+
+
+def pack(batches: Sequence[Any], pad_id: int, rows: int, device: torch.device) -> list[dict]:
+    """Micro-batches padded to one shape (``rows`` x common width) for the pipeline's fixed
+    p2p shapes: extra prompt columns on the left and response columns on the right are masked,
+    extra rows are all padding. Attention mask: True where a query may not see a key."""
+    rows = max(rows, max(b.input_ids.shape[0] for b in batches))
+    p = max(b.prompt_width for b in batches)
+    r = max(b.response_ids.shape[1] for b in batches)
+    out = []
+    for b in batches:
+        n, pw, rw = b.input_ids.shape[0], b.prompt_width, b.response_ids.shape[1]
+        ids = torch.full((rows, p + r), pad_id, dtype=torch.long)
+        valid = torch.zeros((rows, p + r), dtype=torch.bool)
+        pos = torch.zeros((rows, p + r), dtype=torch.long)
+        ids[:n, p - pw:p + rw] = b.input_ids.cpu()
+        valid[:n, p - pw:p + rw] = b.attention_mask.cpu().bool()
+        pos[:n, p - pw:p + rw] = b.position_ids.cpu()
+        causal = torch.ones(p + r, p + r, dtype=torch.bool).triu(1)
+        mask = causal.unsqueeze(0) | ~valid.unsqueeze(1)
+        out.append({"input_ids": ids.to(device), "position_ids": pos.to(device),
+                    "attention_mask": mask.unsqueeze(1).to(device), "rows": n,
+                    "prompt_width": p, "response_width": rw})
+    return out

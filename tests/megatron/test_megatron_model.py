@@ -1,0 +1,92 @@
+"""HF <-> mcore weight mapping of the megatron engine (pure tensors, no process group), and the
+engine's refusals on a machine without a CUDA/NPU device."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("megatron.core", reason="megatron-core not installed: pip install '.[megatron]'")
+
+from r1zero.host.errors import BackendUnavailable, ConfigError  # noqa: E402
+from r1zero.trainer.megatron import model as M  # noqa: E402
+
+
+def _facts(tied=True):
+    return {"layers": 2, "hidden": 8, "heads": 4, "kv_heads": 2, "head_dim": 2, "ffn": 12,
+            "vocab": 10, "qkv_bias": True, "tied": tied}
+
+
+def _hf(f, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)   # noqa: E731
+    h, d = f["hidden"], f["head_dim"]
+    sd = {"model.embed_tokens.weight": r(f["vocab"], h), "model.norm.weight": r(h)}
+    if not f["tied"]:
+        sd["lm_head.weight"] = r(f["vocab"], h)
+    for i in range(f["layers"]):
+        p = f"model.layers.{i}."
+        sd.update({p + "input_layernorm.weight": r(h), p + "post_attention_layernorm.weight": r(h),
+                   p + "self_attn.q_proj.weight": r(f["heads"] * d, h),
+                   p + "self_attn.k_proj.weight": r(f["kv_heads"] * d, h),
+                   p + "self_attn.v_proj.weight": r(f["kv_heads"] * d, h),
+                   p + "self_attn.q_proj.bias": r(f["heads"] * d),
+                   p + "self_attn.k_proj.bias": r(f["kv_heads"] * d),
+                   p + "self_attn.v_proj.bias": r(f["kv_heads"] * d),
+                   p + "self_attn.o_proj.weight": r(h, f["heads"] * d),
+                   p + "mlp.gate_proj.weight": r(f["ffn"], h), p + "mlp.up_proj.weight": r(f["ffn"], h),
+                   p + "mlp.down_proj.weight": r(h, f["ffn"])})
+    return sd
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_megatron_weights_round_trip_exactly(tp):
+    f = _facts(tied=False)
+    hf = _hf(f)
+    full = M.hf_to_mcore(f, hf, tp)
+    assert full["embedding.word_embeddings.weight"].shape[0] == M.padded_vocab(10, tp)
+    back = {}
+    for i in range(f["layers"]):
+        prefix = f"decoder.layers.{i}."
+        layer = {k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)}
+        back.update(M.mcore_to_hf_layer(f, layer, i, tp))
+    for k, v in back.items():
+        assert torch.equal(v, hf[k]), k
+    assert len(back) == len(hf) - 3          # embeddings, final norm and head are mapped by name
+
+
+def test_megatron_qkv_rows_group_by_group():
+    # 4 query heads in 2 groups, head_dim 2: rows [q0 q1 k0 v0 | q2 q3 k1 v1], 2 rows each
+    f = _facts()
+    q, k, v = (torch.arange(8.0), torch.arange(4.0) + 100, torch.arange(4.0) + 200)
+    assert M._qkv(f, q, k, v).tolist() == [0, 1, 2, 3, 100, 101, 200, 201,
+                                           4, 5, 6, 7, 102, 103, 202, 203]
+
+
+def test_megatron_fc1_rank_by_rank():
+    # ffn 12 at tp 2: rank 0 holds [gate rows 0-5; up rows 0-5], rank 1 the rest
+    f = _facts()
+    hf = _hf(f)
+    fc1 = M.hf_to_mcore(f, hf, 2)["decoder.layers.0.mlp.linear_fc1.weight"]
+    rank0 = fc1.chunk(2)[0]
+    assert torch.equal(rank0[:6], hf["model.layers.0.mlp.gate_proj.weight"][:6])
+    assert torch.equal(rank0[6:], hf["model.layers.0.mlp.up_proj.weight"][:6])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_megatron_engine_refuses_without_a_device():
+    from r1zero.trainer.megatron.engine import require_megatron
+
+    with pytest.raises(BackendUnavailable, match=r"megatron-core needs a CUDA or NPU device "
+                                                 r"\(torch.cuda.current_device\(\): "):
+        require_megatron()
+
+
+def test_megatron_engine_is_refused_by_r1zero_train_for_now():
+    from r1zero.config.load import load_config
+    from r1zero.plugins.backends.cpu import CPUBackend
+
+    cfg = load_config(None, ["actor.engine=megatron"])
+    with pytest.raises(ConfigError, match=r"actor.engine: actor.engine 'megatron': .* does not "
+                                          r"drive it yet"):
+        CPUBackend().make_train_engine(cfg, tokenizer=None)

@@ -1,0 +1,88 @@
+"""Worker processes of the megatron tests: each applies the CPU redirections first, joins a
+gloo group, and writes what it computed to ``out_dir/rank{r}.pt``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(fn, world: int, *args) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(fn, args=(world, free_port(), *args), nprocs=world, join=True)
+
+
+def join(rank: int, world: int, port: int) -> None:
+    from tests.megatron import cpu_redirect
+
+    torch.set_num_threads(1)
+    cpu_redirect.apply()
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+
+
+class _Tok:
+    pad_token_id = 0
+
+
+def grpo_batches(seed: int = 0):
+    """2 prompts x 2 samples of random tokens, micro-batches of 2, fixed advantages."""
+    from r1zero.trainer.engine import SeqBatch
+
+    g = torch.Generator().manual_seed(seed)
+    tok = lambda n: torch.randint(3, 90, (n,), generator=g).tolist()   # noqa: E731
+    prompts = [tok(5), tok(5), tok(3), tok(3)]
+    responses = [tok(4), tok(2), tok(6), tok(3)]
+    batches = [SeqBatch(prompts[i:i + 2], responses[i:i + 2], 0, torch.device("cpu"))
+               for i in (0, 2)]
+    return batches, torch.tensor([1.0, -1.0, 0.5, -0.5])
+
+
+def grpo_update(rank: int, world: int, port: int, model: str, out_dir: str, overrides: list) -> None:
+    """One GRPO update (the registered objective, KL to the reference) on ``grpo_batches``."""
+    join(rank, world, port)
+    from r1zero.algo.loss import grpo_loss
+    from r1zero.config.load import load_config
+    from r1zero.trainer.megatron.engine import MegatronTrainEngine
+
+    cfg = load_config(None, [f"model.path={model}", "model.dtype=float32", "actor.engine=megatron",
+                             "actor.micro_batch_size=2", "actor.lr=1e-2", "algorithm.kl_coef=0.1",
+                             *overrides])
+    eng = MegatronTrainEngine(cfg, _Tok())
+    from megatron.core import parallel_state as ps
+
+    batches, adv = grpo_batches()
+    total = sum(b.response_mask.sum().item() for b in batches)   # the global token count
+    dp, dp_rank = ps.get_data_parallel_world_size(), ps.get_data_parallel_rank()
+    mine = list(range(dp_rank, len(batches), dp))                  # this dp rank's micro-batches
+    batches = [batches[i] for i in mine]
+    ref = eng.logprobs_of(batches, 1.0, reference=True)
+
+    def loss_fn(i, logp, ent):
+        b, j = batches[i], mine[i]
+        out = grpo_loss(logp, logp.detach(), adv[2 * j:2 * j + 2], b.response_mask, ref[i],
+                        ent, kl_coef=0.1)
+        share = b.response_mask.sum().item() / total
+        return out["loss"] * share, {"loss": float(out["loss"].detach()) * share}
+
+    stats = eng.forward_backward(batches, 1.0, loss_fn)
+    loss = torch.tensor(sum(s["loss"] for s in stats) if stats else 0.0, dtype=torch.float64)
+    torch.distributed.all_reduce(loss, group=ps.get_data_parallel_group())
+    result = {"loss": float(loss) if stats else None}
+    if not cfg.actor.distributed_optimizer:
+        result["grads"] = dict(eng.full_grads())
+    result["before"] = dict(eng.full_weights())
+    result["grad_norm"] = eng.step(1e4)
+    result["after"] = dict(eng.full_weights())
+    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
