@@ -1,5 +1,5 @@
 """The megatron engine on 2 CPU ranks (gloo) equals the unsharded update: one GRPO update of a
-tiny Qwen2 at TP 1, TP 2, PP 2 and DP 2 with the distributed optimizer, each against the same
+tiny Qwen2 at TP 1, TP 2, PP 2 (stages of 1 and 3 layers) and DP 2 with the distributed optimizer, each against the same
 update computed by the HF model with torch AdamW in this process. Loss and gradients within
 1e-5 relative (norm-wise), the weight update within 1e-3; the rollout weights exported after
 the update equal the actor's.
@@ -88,7 +88,7 @@ def check_against(reference, ranks, name):
 @pytest.mark.parametrize("name, world, overrides", [
     ("tp1", 1, []),
     ("tp2", 2, ["actor.tensor_parallel=2"]),
-    ("pp2", 2, ["actor.pipeline_parallel=2"]),
+    ("pp2", 2, ["actor.pipeline_parallel=2", "actor.num_layer_list=[1,3]"]),   # uneven stages
     ("dp2_distributed_optimizer", 2, ["actor.distributed_optimizer=true"]),
 ])
 def test_megatron_grpo_update_equals_unsharded(reference, tiny_llm, tmp_path, name, world,
