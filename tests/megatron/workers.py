@@ -48,10 +48,12 @@ def grpo_batches(seed: int = 0):
     return batches, torch.tensor([1.0, -1.0, 0.5, -0.5])
 
 
-def grpo_update(rank: int, world: int, port: int, model: str, out_dir: str, overrides: list) -> None:
-    """One GRPO update (the registered objective, KL to the reference) on ``grpo_batches``."""
+def grpo_update(rank: int, world: int, port: int, model: str, out_dir: str, overrides: list,
+                steps: int = 1, save_after: int | None = None, load_from: str | None = None) -> None:
+    """``steps`` GRPO updates (the registered objective, KL to the reference) on
+    ``grpo_batches``; optionally saving the engine state after update ``save_after`` (to
+    ``out_dir/ckpt``) or starting from a saved state."""
     join(rank, world, port)
-    from r1zero.algo.loss import grpo_loss
     from r1zero.config.load import load_config
     from r1zero.trainer.megatron.engine import MegatronTrainEngine
 
@@ -59,7 +61,21 @@ def grpo_update(rank: int, world: int, port: int, model: str, out_dir: str, over
                              "actor.micro_batch_size=2", "actor.lr=1e-2", "algorithm.kl_coef=0.1",
                              *overrides])
     eng = MegatronTrainEngine(cfg, _Tok())
+    if load_from:
+        eng.load_state(load_from)
+    result = {}
+    for step in range(1, steps + 1):
+        result = _one_update(eng, cfg)
+        if step == save_after:
+            eng.save_state(str(Path(out_dir) / "ckpt"))
+    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def _one_update(eng, cfg) -> dict:
     from megatron.core import parallel_state as ps
+
+    from r1zero.algo.loss import grpo_loss
 
     batches, adv = grpo_batches()
     total = sum(b.response_mask.sum().item() for b in batches)   # the global token count
@@ -84,5 +100,4 @@ def grpo_update(rank: int, world: int, port: int, model: str, out_dir: str, over
     result["before"] = dict(eng.full_weights())
     result["grad_norm"] = eng.step(1e4)
     result["after"] = dict(eng.full_weights())
-    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
-    torch.distributed.destroy_process_group()
+    return result

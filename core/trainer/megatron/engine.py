@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -186,6 +187,28 @@ class MegatronTrainEngine:
         from r1zero.trainer.megatron.weights import gather_hf
 
         yield from gather_hf(self)
+
+    def save_state(self, path: str) -> None:
+        """Weights and optimizer state with megatron's ``dist_checkpointing`` (collective):
+        sharded tensors with their global offsets, so a checkpoint saved at one tp/pp layout
+        loads at another."""
+        from megatron.core import dist_checkpointing
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+        dist_checkpointing.save(self._sharded_state(loading=False), str(path))
+
+    def load_state(self, path: str) -> None:
+        from megatron.core import dist_checkpointing
+
+        state = dist_checkpointing.load(self._sharded_state(loading=True), str(path))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+
+    def _sharded_state(self, loading: bool) -> dict[str, Any]:
+        model = self.model.sharded_state_dict()
+        return {"model": model, "updates": self.updates,
+                "optimizer": self.optimizer.sharded_state_dict(model, is_loading=loading)}
 
     def full_grads(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF name, full reduced gradient) pairs after ``forward_backward`` (collective; not
