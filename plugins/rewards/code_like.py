@@ -7,8 +7,8 @@ as a string only, so it equals a number never and an identical gold string only.
 
 Code is: a dunder (``__import__``, ``__class__``); a Python keyword or builtin used as
 a word (``lambda``, ``import``, ``eval``, ``exec``, ``print``, ``def``, ``return``…);
-a one-letter function applied to constants as the value (``f(3)``, ``C(10,5)``; but
-``f(3) = 9`` is an answer ``9``);
+against a numeric gold, a one-letter function applied to constants as the value
+(``f(3)``, ``C(10,5)``; but ``f(3) = 9`` is an answer ``9``);
 a comprehension (``for i in``); attribute access (``math.pi``, ``x.real``, ``42.real``,
 ``(42).real``); an empty call ``f()``; a call of a Python builtin or module
 (``int(42)``, ``pow(2,5)``, ``np.sqrt``); indexing (``[42][0]``, ``x[0]``); a quoted
@@ -16,7 +16,7 @@ literal (``'42'``, ``"42"``); a hex, octal or binary literal (``0x2a``).
 
 Mathematics keeps its notation: ``\\lambda``, ``f(x) = x^2``, ``f(3) = 9``, ``\\sin(x)``,
 ``sin(x)``, ``xy(x+y)``, decimals (``3.5``, ``.5``), primes (``f'(x)``, ``f''(x)``),
-intervals, points and sets, ``\\sqrt[3]{x}``, ``\\ldots``.
+intervals, points and sets, ``\\sqrt[3]{x}``, ``\\ldots``, ``e.g.``.
 """
 
 from __future__ import annotations
@@ -50,13 +50,18 @@ _RULES = [
 _CONSTANT_CALL_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]\s*\(\s*[-+]?[\d.]+(?:\s*,\s*[-+]?[\d.]+)*\s*\)")
 
 
-def code_like_reason(text: str) -> str | None:
-    """Why ``text`` looks like program code (see module doc), or None."""
+_ABBREVIATION_RE = re.compile(r"(?<![A-Za-z])(?:e\.g|i\.e|etc|vs|cf|resp)\.")
+
+
+def code_like_reason(text: str, against_number: bool = True) -> str | None:
+    """Why ``text`` looks like program code (see module doc), or None. A one-letter call
+    counts only ``against_number`` (``x(3)`` may well be ``3x`` next to ``3x``)."""
+    text = _ABBREVIATION_RE.sub(" ", text)
     for reason, rule in _RULES:
         m = rule.search(text)
         if m:
             return f"looks like code: {reason} ({m.group()[:20]!r})"
-    m = _CONSTANT_CALL_RE.search(text.rsplit("=", 1)[-1])
+    m = _CONSTANT_CALL_RE.search(text.rsplit("=", 1)[-1]) if against_number else None
     if m:
         return f"looks like code: a call ({m.group()[:20]!r})"
     return None

@@ -43,13 +43,14 @@ from r1zero.plugins.rewards.math_bounds import (
 )
 from r1zero.plugins.rewards.math_keys import assignment, is_equation_gold, relations
 from r1zero.plugins.rewards.math_normalize import canonical, parse_number, sanitize
-from r1zero.plugins.rewards.math_numeric import evaluated_verdict
+from r1zero.plugins.rewards.math_numeric import constant, evaluated_verdict
 from r1zero.plugins.rewards.math_relations import assignment_list_verdict, equation_verdict
 from r1zero.plugins.rewards.math_struct import matrix_verdict, set_verdict, tuple_list_verdict
 
 _SET_HINT_RE = re.compile(r"\\in\b|\\cup|\\cap|[\[\]]|\\infty")
 _REL_HINT_RE = re.compile(r"\\[lg]eq?\b|[<>]|\\le\b|\\ge\b")
 _MARKS_RE = re.compile(r"%|\\circ|\\degree")
+_WARM = [False]               # math-verify warmed up in this process (or its parent)
 VERIFY_BUDGET_S = 0.4         # math-verify CPU seconds per answer pair (the corpus needs < 0.3)
 
 
@@ -69,10 +70,17 @@ def prepare(text: str) -> Prepared:
     return Prepared(text, key, unsafe, bool(_MARKS_RE.search(text)))
 
 
-def prepare_prediction(text: str) -> Prepared:
+def prepare_prediction(text: str, gold: Prepared) -> Prepared:
     """``prepare``, and a prediction that looks like code is never parsed either."""
     p = prepare(text)
-    return p if p.unsafe else p._replace(unsafe=code_like_reason(p.text))
+    if p.unsafe:
+        return p
+    return p._replace(unsafe=code_like_reason(p.text, against_number=is_number(gold.key)))
+
+
+def is_number(key: str) -> bool:
+    """Whether a key is one constant: ``42``, ``-\\frac{3}{4}``, ``2\\sqrt{2}``, ``\\pi/2``."""
+    return parse_number(key) is not None or constant(key) is not None
 
 
 _prepare_gold = lru_cache(maxsize=1024)(prepare)      # a gold recurs n_samples_per_prompt times
@@ -141,13 +149,19 @@ def fast_verdict(pred: Prepared, gold: Prepared) -> bool | None:
 def answers_equal(pred: str, gold: str, budget_s: float = VERIFY_BUDGET_S) -> bool:
     """Whether ``pred`` (a final answer, e.g. the content of ``\\boxed{}``) equals ``gold``;
     math-verify, when asked, gets ``budget_s`` seconds."""
-    p, g = prepare_prediction(pred), _prepare_gold(gold)
+    g = _prepare_gold(gold)
+    p = prepare_prediction(pred, g)
     verdict = fast_verdict(p, g)
     return verdict if verdict is not None else verify_within(p.text, g.text, budget_s)
 
 
 def verify_within(pred: str, gold: str, budget_s: float) -> bool:
-    """math-verify's verdict on two bounded answers, False when over ``budget_s``."""
+    """math-verify's verdict on two bounded answers, False when over ``budget_s``. The first
+    call in a process warms math-verify up first, outside the budget (``warmup``; a scoring
+    worker forked from the warm forkserver skips that)."""
+    if not _WARM[0]:
+        _WARM[0] = True
+        from r1zero.plugins.rewards import warmup  # noqa: F401 - warms on first import
     try:
         return call_within(budget_s, _math_verify_equal, pred, gold)
     except OverBudget:

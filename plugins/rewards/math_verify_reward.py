@@ -55,7 +55,8 @@ def _verify(pred: str, gold: str) -> bool:
 
 def math_verify_equal(pred: str, gold: str, budget_s: float = VERIFY_BUDGET_S) -> bool:
     """math-verify's verdict on ``pred`` vs ``gold``, bounded (module doc)."""
-    p, g = prepare_prediction(pred), prepare(gold)
+    g = prepare(gold)
+    p = prepare_prediction(pred, g)
     if p.key == g.key:
         return bool(p.key)
     if p.unsafe or g.unsafe:

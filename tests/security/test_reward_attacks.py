@@ -18,7 +18,7 @@ from r1zero.plugins.rewards.base_acc import BaseAccScorer
 from r1zero.plugins.rewards.budget import OverBudget, call_within, can_bound
 from r1zero.plugins.rewards.code_like import code_like_reason
 from r1zero.plugins.rewards.math_bounds import explosion_reason
-from r1zero.plugins.rewards.math_equiv import answers_equal, prepare
+from r1zero.plugins.rewards.math_equiv import answers_equal, prepare, prepare_prediction
 from r1zero.plugins.rewards.math_verify_reward import MathVerifyRewardScorer
 
 N, K = "1000000000", "500000000"
@@ -147,7 +147,16 @@ def test_code_like_answers_never_equal_a_number(pred, gold):
     ("\\{1,2\\}", "\\{2,1\\}"), ("xy(x+y)", "x^2y+xy^2"), ("2(3)", "6"), ("\\sqrt[3]{8}", "2"),
     ("(1,2) \\cup (3,4)", "(3,4) \\cup (1,2)"), ("\\lambda", "\\lambda"), ("f'(x)", "f'(x)"),
     ("1, 2, \\ldots, n", "1,2,\\ldots,n"), ("2\\lambda+1", "1+2\\lambda"),
+    ("x(3)", "3x"), ("(n+1)!", "(n+1) n!"), ("\\text{e.g. } 5", "\\text{e.g. } 5"),
 ])
 def test_mathematics_is_not_code(pred, gold):
-    assert code_like_reason(prepare(pred).text) is None, pred
+    assert prepare_prediction(pred, prepare(gold)).unsafe is None, pred
     assert answers_equal(pred, gold), (pred, gold)
+
+
+def test_a_one_letter_call_is_code_only_against_a_number():
+    assert code_like_reason("f(3)") and code_like_reason("C(10, 3)")
+    assert code_like_reason("x(3)", against_number=False) is None
+    assert prepare_prediction("f(3)", prepare("9")).unsafe                 # never 9
+    assert prepare_prediction("f(3)", prepare("\\sqrt{2}")).unsafe        # a constant too
+    assert prepare_prediction("f(3) = 9", prepare("9")).unsafe is None     # an answer 9
