@@ -236,7 +236,7 @@ def size(arg: str) -> float:
     digit_runs = _DIGITS_RE.findall(arg)
     if "^" in arg or "!" in arg or any(len(d) > 3 for d in digit_runs):
         return HUGE
-    return 10.0 ** sum(len(d) for d in digit_runs)
+    return 10.0 ** min(sum(len(d) for d in digit_runs), 300)
 
 
 # -- explosive sites ----------------------------------------------------------------------
