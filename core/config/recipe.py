@@ -52,7 +52,7 @@ def _env_keys(env: dict) -> None:
 
     for key in env:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ValueError(f"backend.env: environment variable name {key!r} is not a shell "
+            raise ValueError(f"'env' holds the variable name {key!r}, which is not a shell "
                              "identifier (letters, digits, '_'; not starting with a digit)")
 
 

@@ -208,7 +208,7 @@ def _refuse_input_inside(inp: Path, out: Path) -> None:
     """The output is replaced as a whole, so it may be neither the input nor a folder above it."""
     src, dst = inp.resolve(), out.resolve()
     if src == dst or dst in src.parents:
-        raise ConfigError(f"data.output {str(out)!r} is, or contains, the input {str(inp)!r}; "
+        raise ConfigError(f"{str(out)!r} is, or contains, the input {str(inp)!r}; "
                           "preprocessing would replace it: choose another folder", key="data.output")
 
 
