@@ -32,7 +32,8 @@ def classes(marker: str) -> dict[str, list[str]]:
             "\\Gamma(1000000000)", "\\Gamma(10^{9})", "\\Gamma\\left(1000000000\\right)",
             "\\Gamma{1000000000}", "\\Gamma 1000000000", "gamma(1000000000)",
             "\\operatorname{Gamma}(1000000000)", "\\Gamma(99999999999)", "\\Gamma(100000)",
-            "\\exp(\\exp(\\exp(100)))", "e^{e^{e^{e^{10}}}}"],
+            "\\exp(\\exp(\\exp(100)))", "e^{e^{e^{e^{10}}}}", "\\Gamma(\\Gamma(10))",
+            "\\Gamma(\\Gamma(\\Gamma(5)))"],
         "sums and products": [
             f"\\prod_{{k=1}}^{{{N}}} k", "\\prod_{k=1}^{10^9} k", "\\prod_{k=1}^{100000} k",
             "\\prod\\limits_{k=1}^{100000} k", "\\prod^{100000}_{k=1} k",

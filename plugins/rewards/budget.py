@@ -27,7 +27,7 @@ import time
 from typing import Any, Callable, TypeVar
 
 REPEAT_S = 0.05
-WALL_FACTOR = 2.25
+WALL_FACTOR = 2.0
 T = TypeVar("T")
 _ARMED = [False]        # a list: the store that disarms is one bytecode, no call before it
 

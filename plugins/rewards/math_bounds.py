@@ -20,7 +20,8 @@ reason or None:
 
 An argument's size is its value from ``math_eval`` (the safe grammar evaluator, variables
 set to 2.5); an argument outside that grammar counts as huge when it holds a power, a
-factorial or a number of more than three digits, else as at most 10^(its digit count).
+factorial, another fast-growing function (``\\Gamma(\\Gamma(10))``) or a number of more than
+three digits, else as at most 10^(its digit count).
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ _COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 _SIZE_POINT = {chr(c): CTX.mpf(2.5) for c in range(ord("a"), ord("z") + 1)}
 _SIZE_POINT.update({chr(c): CTX.mpf(2.5) for c in range(ord("A"), ord("Z") + 1)})
 _SIZE_POINT["e"] = +CTX.e
+# functions that grow faster than any power, in an argument math_eval cannot size
+_GROWS_RE = re.compile(r"\\(?:Gamma|binom|dbinom|tbinom|choose|prod|sum|exp|zeta|uparrow)|"
+                       r"amma|factorial|binomial")
 
 
 def group_end(key: str, at: int) -> int:
@@ -234,7 +238,7 @@ def size(arg: str) -> float:
             worst = max(abs(v) for v in values)
             return HUGE if CTX.isinf(worst) else float(min(worst, CTX.mpf(1e300)))
     digit_runs = _DIGITS_RE.findall(arg)
-    if "^" in arg or "!" in arg or any(len(d) > 3 for d in digit_runs):
+    if "^" in arg or "!" in arg or _GROWS_RE.search(arg) or any(len(d) > 3 for d in digit_runs):
         return HUGE
     return 10.0 ** min(sum(len(d) for d in digit_runs), 300)
 

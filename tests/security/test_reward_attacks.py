@@ -34,7 +34,7 @@ HUGE = [
     # Gamma and exp
     "\\Gamma(1000000000)", "\\Gamma(10^{9})", "\\Gamma\\left(1000000000\\right)", "\\Gamma{1000000000}",
     "\\Gamma 1000000000", "\\operatorname{Gamma}(1000000000)", "\\mathrm{\\Gamma}(10^9)",
-    "gamma(1000000000)", "\\exp(\\exp(\\exp(100)))",
+    "gamma(1000000000)", "\\exp(\\exp(\\exp(100)))", "\\Gamma(\\Gamma(10))", "(\\Gamma(5))!",
     # products and sums
     "\\prod_{k=1}^{1000000000} k", "\\prod_{k=1}^{10^9} k", "\\prod\\limits_{k=1}^{100000} k",
     "\\prod^{100000}_{k=1} k", "\\prod_{i=1}^{300}\\prod_{j=1}^{300} (i+j)",
