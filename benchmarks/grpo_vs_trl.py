@@ -127,12 +127,13 @@ def _write_trl_prompts(spec: dict) -> None:
     """r1zero's preprocessed prompts, decoded back to text for TRL (ids re-checked in TRL's worker)."""
     from transformers import AutoTokenizer
 
-    from r1zero.trainer.prompts import load_prompts, run_preprocess
+    from r1zero.trainer.pipeline import from_config, prepare
+    from r1zero.trainer.prompts import load_dataset, output_dir
 
     cfg = r1zero_config(spec)
-    run_preprocess(cfg, force=True)  # a reused --workdir may hold other problems
+    prepare(from_config(cfg), force=True)  # a reused --workdir may hold other problems
     tok = AutoTokenizer.from_pretrained(spec["model"])
-    rows = load_prompts(cfg, tok)
+    rows = load_dataset(output_dir(cfg)).rows
     with open(spec["trl_prompts"], "w", encoding="utf-8") as fh:
         for r in rows:
             text = tok.decode(r.input_ids, skip_special_tokens=False)
@@ -190,7 +191,7 @@ def worker_r1zero(spec: dict) -> dict:
     from r1zero.trainer.grpo import GRPOTrainer
 
     total = spec["warmup"] + spec["steps"] + 1
-    trainer = GRPOTrainer(r1zero_config(spec))
+    trainer = GRPOTrainer.from_config(r1zero_config(spec))
     _say("ready", {"sampler": trainer.rollout.sampler.path, "threads": torch.get_num_threads()})
     go = [_wait_go()]
 
@@ -215,6 +216,7 @@ def worker_trl(spec: dict) -> dict:
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
 
+    from r1zero.host.manager import get_host
     from r1zero.host.registry import get_reward
 
     torch.set_num_threads(spec["threads"])
@@ -222,7 +224,7 @@ def worker_trl(spec: dict) -> dict:
     tok = AutoTokenizer.from_pretrained(spec["model"])
     if any(tok(r["prompt"])["input_ids"] != r["input_ids"] for r in rows):
         raise SystemExit("TRL would tokenize the prompts differently from r1zero; not comparable")
-    scorer = get_reward("base_acc")
+    scorer = get_reward("base_acc", host=get_host())
 
     def base_acc(completions, ground_truth, **_):
         return [scorer.score(c, g, {})["reward"] for c, g in zip(completions, ground_truth)]

@@ -1,11 +1,11 @@
-"""GRPO's algorithm as pure functions of tensors: advantages, KL estimators, losses."""
+"""The RL algorithm as pure functions of tensors: advantages, KL estimators, losses."""
 
-from r1zero.algo.advantages import broadcast_advantages, group_advantages
+from r1zero.algo.advantages import group_advantages
 from r1zero.algo.kl import KL_KINDS, kl_penalty
-from r1zero.algo.loss import (LOSS_AGGS, aggregate_loss, clipped_policy_loss, entropy_from_logits,
-                              grpo_loss, masked_mean)
+from r1zero.algo.loss import (LOSS_AGGS, aggregate_loss, clipped_policy_loss, masked_mean,
+                              objective, ppo_clip_loss)
 
 __all__ = [
-    "KL_KINDS", "LOSS_AGGS", "aggregate_loss", "broadcast_advantages", "clipped_policy_loss",
-    "entropy_from_logits", "group_advantages", "grpo_loss", "kl_penalty", "masked_mean",
+    "KL_KINDS", "LOSS_AGGS", "aggregate_loss", "clipped_policy_loss", "group_advantages",
+    "kl_penalty", "masked_mean", "objective", "ppo_clip_loss",
 ]

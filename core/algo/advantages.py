@@ -1,7 +1,8 @@
-"""Group-relative advantages of GRPO (MindSpeed-RL ``adv_estimator: group_norm``).
+"""Group-relative advantages (GRPO and Dr. GRPO).
 
-Rewards arrive laid out group after group: the ``group_size`` samples of prompt 0, then those
-of prompt 1, and so on. Each sample is scored against its own group only.
+A group is the samples drawn for one prompt; ``groups[i]`` names sample i's group (the
+rollout's ``prompt_index``), so samples may arrive in any order and groups may differ in size.
+Each sample is scored against its own group only.
 """
 
 from __future__ import annotations
@@ -10,37 +11,29 @@ import torch
 from torch import Tensor
 
 
-def group_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6, scale: bool = True,
+def group_advantages(rewards: Tensor, groups: Tensor, eps: float = 1e-6, scale: bool = True,
                      std_unbiased: bool = True) -> Tensor:
-    """(n,) rewards laid out group after group -> (n,) float32 advantages.
+    """(n,) rewards and (n,) integer group ids -> (n,) float32 advantages.
 
-    a_i = (r_i - mean_g) / (std_g + eps)   with torch's unbiased std (MindSpeed-RL group_norm);
-    with ``scale=False`` only the mean is removed, a_i = r_i - mean_g (Dr. GRPO; verl's
-    ``norm_adv_by_std_in_grpo=False``). A group whose rewards are all equal, including a group
-    of one, gets exact zeros (no 0/eps noise from rounding in the mean).
+    a_i = (r_i - mean_g) / (std_g + eps)   with the unbiased std (GRPO, Shao et al. 2024,
+    "DeepSeekMath", arXiv:2402.03300); with ``scale=False`` only the mean is removed,
+    a_i = r_i - mean_g (Dr. GRPO, Liu et al. 2025, "Understanding R1-Zero-Like Training",
+    arXiv:2503.20783). A group whose rewards are all equal, including a group of one, gets
+    exact zeros (no 0/eps noise from rounding in the mean).
     """
-    if rewards.dim() != 1:
-        raise ValueError(f"group_advantages: rewards must be 1-D (n,), "
-                         f"got shape {tuple(rewards.shape)}")
-    n = rewards.numel()
-    if group_size < 1 or n % group_size:
-        raise ValueError(f"group_advantages: {n} rewards do not split into groups of {group_size}")
-    r = rewards.float().reshape(-1, group_size)
-    centred = r - r.mean(dim=1, keepdim=True)
-    if scale and group_size > 1:
-        std = r.std(dim=1, keepdim=True, unbiased=std_unbiased)
-        centred = centred / (std + eps)
-    constant = (r.amax(dim=1, keepdim=True) == r.amin(dim=1, keepdim=True))
-    return torch.where(constant, torch.zeros_like(centred), centred).reshape(n)
-
-
-def broadcast_advantages(advantages: Tensor, response_mask: Tensor) -> Tensor:
-    """(n,) per-sample advantages, (n, T) response mask -> (n, T) per-token advantages.
-
-    A[i, t] = a_i * mask[i, t]: every response token of a sample shares its advantage and
-    padding gets 0.
-    """
-    if advantages.shape[0] != response_mask.shape[0]:
-        raise ValueError(f"broadcast_advantages: {advantages.shape[0]} advantages for "
-                         f"{response_mask.shape[0]} rows of response_mask")
-    return advantages.unsqueeze(-1).to(response_mask.device) * response_mask.to(advantages.dtype)
+    if rewards.dim() != 1 or groups.shape != rewards.shape:
+        raise ValueError(f"group_advantages: rewards and groups must both be 1-D (n,), got "
+                         f"{tuple(rewards.shape)} and {tuple(groups.shape)}")
+    r = rewards.float()
+    _, inv, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    k = counts.numel()
+    mean = torch.zeros(k).index_add_(0, inv, r) / counts
+    centred = r - mean[inv]
+    if scale:
+        dof = (counts - 1 if std_unbiased else counts).clamp(min=1)
+        std = (torch.zeros(k).index_add_(0, inv, centred.square()) / dof).sqrt()
+        centred = centred / (std[inv] + eps)
+    hi = torch.full((k,), -torch.inf).scatter_reduce(0, inv, r, "amax")
+    lo = torch.full((k,), torch.inf).scatter_reduce(0, inv, r, "amin")
+    constant = (hi == lo)[inv]
+    return torch.where(constant, torch.zeros_like(centred), centred)

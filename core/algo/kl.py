@@ -32,3 +32,35 @@ def kl_penalty(logp: Tensor, logp_ref: Tensor, kind: str = "k3") -> Tensor:
         d = torch.clamp(logp_ref - logp, min=-20.0, max=20.0)
         return torch.clamp(torch.exp(d) - d - 1.0, min=-10.0, max=10.0)
     raise ValueError(f"kl_penalty: unknown kind {kind!r}; available: {', '.join(KL_KINDS)}")
+
+
+class FixedKLController:
+    """beta stays the recipe's ``algorithm.kl_coef``."""
+
+    def __init__(self, coef: float):
+        self.value = float(coef)
+
+    def update(self, kl: float, n_steps: int) -> None:
+        """Nothing changes."""
+
+
+class AdaptiveKLController:
+    """Adaptive KL coefficient of Ziegler et al. 2019, "Fine-Tuning Language Models from Human
+    Preferences" (arXiv:1909.08593), as verl's ``kl_ctrl.type: adaptive``:
+
+        e_t = clip(KL_t / KL_target - 1, -0.2, 0.2)
+        beta_{t+1} = beta_t · (1 + e_t · n_t / horizon)
+
+    KL_t is the step's measured KL, n_t the samples the step trained on. Above the target
+    beta grows, below it shrinks, by at most 20% of n_t / horizon per step.
+    """
+
+    def __init__(self, coef: float, target: float, horizon: int):
+        if target <= 0 or horizon <= 0:
+            raise ValueError(f"adaptive KL needs target > 0 and horizon > 0, got target "
+                             f"{target}, horizon {horizon}")
+        self.value, self.target, self.horizon = float(coef), float(target), int(horizon)
+
+    def update(self, kl: float, n_steps: int) -> None:
+        error = min(max(kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * n_steps / self.horizon

@@ -9,12 +9,11 @@ from r1zero.config.load import load_config
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    from r1zero.host.registry import host_for
-    from r1zero.trainer.prompts import run_preprocess
+    from r1zero.trainer.pipeline import from_config, prepare
 
     cfg = load_config(args.config, args.overrides)
-    manifest = run_preprocess(cfg, host_for(cfg), force=args.force,
-                              skip_bad_rows=True if args.skip_bad_rows else None)
+    manifest = prepare(from_config(cfg), force=args.force,
+                       skip_bad_rows=True if args.skip_bad_rows else None)
     print(json.dumps(manifest.to_dict(), indent=2, default=str))
     return 0
 
@@ -31,7 +30,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"done: {len(history)} steps on Ray, reward {history[-1]['reward/mean']:.3f}; "
                   f"metrics in {cfg.logging.dir}/metrics.jsonl")
         return 0
-    trainer = GRPOTrainer(cfg, resume=args.resume)
+    trainer = GRPOTrainer.from_config(cfg, resume=args.resume)
     try:
         history = trainer.run()
     finally:
@@ -45,6 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from r1zero.cli.score import run_score
+    from r1zero.host.manager import PluginHost
 
     import math
 
@@ -62,14 +62,15 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ConfigError(f"must be a finite number of seconds > 0, got {args.timeout}",
                           key="--timeout")
     return run_score(args.input, args.scorer or ["base_acc"], options, workers=args.workers,
-                     timeout_s=args.timeout, output=args.output, as_json=args.json)
+                     timeout_s=args.timeout, output=args.output, as_json=args.json,
+                     host=PluginHost())    # loads on first lookup, with stdout reserved
 
 
 def _backend_and_config(args: argparse.Namespace):
     from r1zero.host.registry import get_backend, host_for
 
     cfg = load_config(args.config, args.overrides)
-    return get_backend(cfg.backend.name, cfg.backend.plugin, host_for(cfg)), cfg
+    return get_backend(cfg.backend.name, cfg.backend.plugin, host=host_for(cfg)), cfg
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

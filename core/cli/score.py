@@ -28,24 +28,18 @@ GOLD_KEYS = ("ground_truth", "gold")
 CHUNK = 1024
 
 
-def resolve_scorers(names: Sequence[str], options: Mapping[str, Any] | None = None) -> list:
-    """Scorer objects for ``names`` from the plugin registry, configured with ``options``.
+def resolve_scorers(names: Sequence[str], options: Mapping[str, Any] | None = None, *,
+                    host: Any) -> list:
+    """Scorer objects for ``names`` from ``host`` (a ``PluginHost``), configured with ``options``.
 
     ``options`` maps a scorer name to its options (``{"base_acc": {"format_mode": ...}}``);
     flat ``{"format_mode": ...}`` is accepted when one scorer is named, and dotted keys
     ``"base_acc.format_mode"`` always. String values are read as YAML scalars ("0.1" -> 0.1).
     """
-    per_scorer = split_options(names, options or {})
-    try:
-        from r1zero.host.registry import get_reward
-    except ImportError:            # registry not available: the built-in only
-        from r1zero.plugins.rewards.base_acc import BaseAccScorer
+    from r1zero.host.registry import get_reward
 
-        def get_reward(name, opts=None):
-            if name != "base_acc":
-                raise ConfigError(f"unknown reward scorer {name!r}; available: base_acc")
-            return BaseAccScorer().configure(**opts) if opts else BaseAccScorer()
-    return [get_reward(name, per_scorer.get(name) or None) for name in names]
+    per_scorer = split_options(names, options or {})
+    return [get_reward(name, per_scorer.get(name) or None, host=host) for name in names]
 
 
 def split_options(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict]:
@@ -133,8 +127,9 @@ def _row_text(rec: dict) -> str:
 
 def run_score(input_path: str | Path, scorer_names: list[str], options: dict | None = None,
               workers: int | None = None, timeout_s: float = 5.0, output: str | Path | None = None,
-              as_json: bool = False) -> int:
-    """Score ``input_path``; per-row lines to ``output`` (default stdout), summary to stdout.
+              as_json: bool = False, *, host: Any) -> int:
+    """Score ``input_path`` with scorers from ``host``; per-row lines to ``output`` (default
+    stdout), summary to stdout.
 
     Returns 0, or 3 if any sample timed out or raised. Raises DatasetError / ConfigError /
     PluginError for a bad file, option or scorer name.
@@ -143,7 +138,7 @@ def run_score(input_path: str | Path, scorer_names: list[str], options: dict | N
     with _stdout_reserved(as_json) as stdout:
         sink = _open_output(output) if output else stdout
         try:
-            scorers = resolve_scorers(scorer_names, options)
+            scorers = resolve_scorers(scorer_names, options, host=host)
             summary, failed = _score_rows(rows, scorers, scorer_names, workers, timeout_s, sink,
                                           as_json)
         finally:

@@ -124,7 +124,7 @@ class AlgorithmConfig:
     clip_ratio_high: float | None = field(default=None, validator=_opt(_pos))
     dual_clip: float | None = field(default=None, validator=_opt(_num(gt(1))))
     loss_agg: str = field(default="token-mean", validator=_choice(
-        "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"))
+        "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"))
     entropy_coeff: float = field(default=0.0, validator=_nonneg)
 
 

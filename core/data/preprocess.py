@@ -93,20 +93,21 @@ class Manifest:
         return text_sha256(json.dumps({k: d[k] for k in FINGERPRINT_KEYS}, sort_keys=True))
 
 
-def preprocess(input_path: str | Path, handler: DatasetHandler | str, template: Any,
+def preprocess(input_path: str | Path, handler: DatasetHandler, template: Any,
                tokenizer_path: str | Path, output_dir: str | Path, *,
                map_keys: Mapping[str, str] | None, max_prompt_length: int, workers: int = 8,
                skip_bad_rows: bool = False, config: Mapping[str, Any] | None = None,
                force: bool = False) -> Manifest:
     """Preprocess ``input_path`` into ``output_dir``; returns the manifest (``reused=True``
-    when an identical earlier output was kept). ``handler`` / ``template`` may be names."""
+    when an identical earlier output was kept). ``handler`` and ``template`` are plugin
+    objects (``r1zero.trainer.pipeline.resolve`` looks them up)."""
     start = time.perf_counter()
     if max_prompt_length < 1 or workers < 1:
         raise ConfigError(f"max_prompt_length ({max_prompt_length}) and workers ({workers}) "
                           "must be >= 1")
     out = Path(output_dir)
     _refuse_input_inside(Path(input_path), out)
-    handler, template = _resolve(handler, template)
+    handler, template = _check_plugins(handler, template)
     tokenizer = load_tokenizer(tokenizer_path)
     plan = Manifest(
         str(input_path), input_sha256(input_path), str(tokenizer_path),
@@ -183,12 +184,7 @@ def load_tokenizer(tokenizer_path: str | Path) -> Any:
 
 
 # -- plan ------------------------------------------------------------------------------------
-def _resolve(handler: Any, template: Any) -> tuple[Any, Any]:
-    if isinstance(handler, str) or isinstance(template, str):
-        from r1zero.host.registry import get_handler, get_template
-
-        handler = get_handler(handler) if isinstance(handler, str) else handler
-        template = get_template(template) if isinstance(template, str) else template
+def _check_plugins(handler: Any, template: Any) -> tuple[Any, Any]:
     for obj, what, attrs_needed in ((handler, "dataset handler", ("name", "convert")),
                                     (template, "template", ("name", "render"))):
         missing = [a for a in attrs_needed if not hasattr(obj, a)]

@@ -74,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"[demo] base model ready in {t_model:.1f}s: {model_dir}", flush=True)
     data = write_problems(out / "data" / "demo_problems.jsonl", 4096, seed=args.seed + 1)
     cfg = demo_config(out, model_dir, data, args.overrides)
-    trainer = GRPOTrainer(cfg)
+    trainer = GRPOTrainer.from_config(cfg)
     try:
         history = trainer.run()
     finally:

@@ -9,7 +9,7 @@ training and rollout engines. It holds no training logic.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from r1zero.host.errors import BackendUnavailable, ConfigError
 
@@ -81,10 +81,12 @@ class Backend:
 
         return TorchTrainEngine(cfg, tokenizer, device=self.torch_device())
 
-    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any) -> Any:
+    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any,
+                            stop_ids: Sequence[int]) -> Any:
+        """The generator; ``stop_ids``: EOS and the template's stop words, as token ids."""
         from r1zero.trainer.engine import SamplerRolloutEngine
 
-        return SamplerRolloutEngine(cfg, train_engine, tokenizer)
+        return SamplerRolloutEngine(cfg, train_engine, tokenizer, stop_ids)
 
     def torch_device(self) -> str:
         return self.device

@@ -149,11 +149,12 @@ class SeqBatch:
 class SamplerRolloutEngine:
     """Generation from the actor's weights with ``r1zero.trainer.sampler.Sampler``."""
 
-    def __init__(self, cfg: Any, train_engine: TorchTrainEngine, tokenizer: Any):
+    def __init__(self, cfg: Any, train_engine: TorchTrainEngine, tokenizer: Any,
+                 stop_ids: Sequence[int]):
         from r1zero.trainer.sampler import Sampler
 
         self.cfg = cfg
-        self.stop_ids = stop_token_ids(tokenizer, cfg)
+        self.stop_ids = list(stop_ids)
         self.sampler = Sampler(train_engine.model, self.stop_ids, train_engine.pad_id)
 
     def generate(self, prompts: Sequence[Sequence[int]], n: int,
@@ -164,18 +165,3 @@ class SamplerRolloutEngine:
 
     def sync_weights(self) -> None:
         """The sampler reads the actor's parameters in place: nothing to copy."""
-
-
-def stop_token_ids(tokenizer: Any, cfg: Any) -> list[int]:
-    """EOS plus the template's stop words that are single tokens."""
-    from r1zero.host.registry import get_template
-
-    ids = []
-    if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-    template = get_template(cfg.template.name, cfg.template.file, cfg.template.plugin)
-    for word in template.stop_words:
-        toks = tokenizer.encode(word, add_special_tokens=False)
-        if len(toks) == 1 and toks[0] not in ids:
-            ids.append(toks[0])
-    return ids

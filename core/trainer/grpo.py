@@ -18,41 +18,47 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from r1zero.algo import clipped_policy_loss, group_advantages, kl_penalty, masked_mean
 from r1zero.host.errors import CheckpointError
-from r1zero.host.registry import get_backend, get_scorers, host_for
 from r1zero.scoring.pool import ScoringPool
 from r1zero.trainer import checkpoint, guards, preflight
 from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.engine import SeqBatch
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
-from r1zero.trainer.prompts import load_prompts
+from r1zero.trainer.pipeline import Resolved, from_config, prepare, stop_token_ids
+from r1zero.trainer.prompts import Dataset, load_dataset, output_dir
 
 log = logging.getLogger("r1zero.train")
 
 
 class GRPOTrainer:
-    def __init__(self, cfg: Any, resume: bool = False, host: Any = None, dist: Any = None):
-        """``dist``: a ``trainer.dist.DataParallel`` when this is one rank of a data-parallel
-        run (``trainer.ray_runner``); None for one process."""
+    def __init__(self, run: Resolved, *, data: Dataset | None = None, resume: bool = False,
+                 dist: Any = None):
+        """``run``: the resolved recipe (``pipeline.resolve``). ``data``: the prepared dataset;
+        None prepares it here (``pipeline.prepare``: built if missing or stale, else reused).
+        ``dist``: a ``trainer.dist.DataParallel`` when this is one rank of a data-parallel run
+        (``trainer.ray_runner``); None for one process."""
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        self.cfg, self.dist = cfg, dist
+        cfg = run.cfg
+        self.resolved, self.cfg, self.dist = run, cfg, dist
         self.is_main = dist is None or dist.is_main
         self.lock = preflight.start(cfg, resume, lock=dist is None)
-        host = host or host_for(cfg)
-        self.backend = get_backend(cfg.backend.name, cfg.backend.plugin, host)
+        self.backend, self.algorithm = run.backend, run.algorithm
         self.backend.require()
         self.backend.setup(cfg)
         self.backend.validate_layout(cfg)
         _seed_all(cfg.actor.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.path)
-        self.prompts = load_prompts(cfg, self.tokenizer, host)
+        if data is None:
+            prepare(run)
+            data = load_dataset(output_dir(cfg))
+        self.data, self.prompts = data, data.rows
         self.engine = self.backend.make_train_engine(cfg, self.tokenizer)
-        self.rollout = self.backend.make_rollout_engine(cfg, self.engine, self.tokenizer)
-        self.scoring = ScoringPool(get_scorers(cfg, host), workers=cfg.scoring.workers,
+        self.rollout = self.backend.make_rollout_engine(
+            cfg, self.engine, self.tokenizer, stop_token_ids(self.tokenizer, run.template.stop_words))
+        self.scoring = ScoringPool(run.scorers, workers=cfg.scoring.workers,
                                    timeout_s=cfg.scoring.timeout_s)
         self.order = PromptOrder(len(self.prompts), cfg.data.seed, cfg.data.shuffle)
         self.generator = torch.Generator().manual_seed(cfg.actor.seed + (dist.rank if dist else 0))
@@ -68,6 +74,11 @@ class GRPOTrainer:
                                     resume_step=self.step if resume else None) \
             if self.is_main else dist.null_writer()
         self.timings: dict[str, float] = {}
+
+    @classmethod
+    def from_config(cls, cfg: Any, resume: bool = False) -> "GRPOTrainer":
+        """A trainer for ``cfg`` with the plugin host its ``plugins:`` section describes."""
+        return cls(from_config(cfg), resume=resume)
 
     # -- loop --------------------------------------------------------------------------
     def run(self, on_step: Callable[[int, dict], None] | None = None) -> list[dict]:
@@ -114,8 +125,7 @@ class GRPOTrainer:
             scored = self.scoring.score(texts, [r.ground_truth for r in owners],
                                         [r.extra for r in owners])
         rewards = torch.tensor(scored.rewards, dtype=torch.float32)
-        advantages = group_advantages(rewards, n, cfg.algorithm.adv_eps,
-                                      scale=cfg.algorithm.adv_estimator == "group_norm")
+        advantages = self.algorithm.advantages(rewards, torch.as_tensor(out.prompt_index))
         seqs = [(r.input_ids, resp) for r, resp in zip(owners, out.response_ids)]
         update = self.update(seqs, advantages)
         self.rollout.sync_weights()
@@ -178,8 +188,12 @@ class GRPOTrainer:
 
     def _optimizer_step(self, micro: list[list[int]], seqs: list, advantages: torch.Tensor,
                         logp_ref: dict, logp_old: dict) -> dict[str, float]:
-        cfg, eng, alg = self.cfg, self.engine, self.cfg.algorithm
-        token_mean = alg.loss_agg == "token-mean"
+        """One optimizer step over ``micro`` (the micro-batches of a mini-batch): the
+        algorithm's objective on each micro-batch, weighted by its share of the mini-batch
+        (tokens for ``token-mean``, sequences otherwise), so the summed loss and gradient are
+        those of the objective on the whole mini-batch at once."""
+        cfg, eng = self.cfg, self.engine
+        token_mean = self.algorithm.loss_agg == "token-mean"
         total = sum(len(seqs[i][1]) for idx in micro for i in idx) if token_mean else \
             sum(len(idx) for idx in micro)
         if self.dist is not None:       # shares of the global mini-batch, not of this rank's piece
@@ -192,22 +206,11 @@ class GRPOTrainer:
             logp, ent = eng.logprobs(eng.model, batch, cfg.rollout.temperature, with_entropy=True)
             mask = batch.response_mask
             old = _stack(logp_old, idx, logp) if logp_old else logp.detach()
-            adv = advantages[idx].unsqueeze(-1).expand_as(logp).to(logp.device)
-            pg, clipfrac, approx_kl = clipped_policy_loss(
-                logp, old, adv, mask, clip_ratio=alg.clip_ratio,
-                clip_ratio_high=alg.clip_ratio_high, dual_clip=alg.dual_clip, agg=alg.loss_agg)
-            loss = pg
-            kl = torch.zeros((), device=logp.device)
-            if logp_ref:
-                kl = masked_mean(kl_penalty(logp, _stack(logp_ref, idx, logp), alg.kl_penalty), mask)
-                loss = loss + alg.kl_coef * kl
-            entropy = masked_mean(ent, mask)
-            if alg.entropy_coeff:
-                loss = loss - alg.entropy_coeff * entropy
+            ref = _stack(logp_ref, idx, logp) if logp_ref else None
+            out = self.algorithm.loss(logp, old, advantages[idx].to(logp.device), mask, ref, ent)
             share = (mask.sum().item() if token_mean else len(idx)) / total
-            (loss * share).backward()
-            for k, v in (("pg_loss", pg), ("kl", kl), ("entropy", entropy),
-                         ("clipfrac", clipfrac), ("approx_kl", approx_kl), ("loss", loss)):
+            (out["loss"] * share).backward()
+            for k, v in out.items():
                 stats[k] = stats.get(k, 0.0) + float(v.detach()) * share
         if self.dist is not None:       # the single-process gradient on every rank, then clip
             self.dist.all_reduce_grads(eng.model.parameters())

@@ -44,16 +44,21 @@ class TrainWorker:
             return ray.util.get_node_ip_address(), s.getsockname()[1]
 
     def setup(self, cfg: Any, master: tuple[str, int], resume: bool) -> None:
-        from r1zero.host.registry import get_backend, host_for
+        """Resolve ``cfg`` in this process (its plugin host: entry points and local modules),
+        join the process group and build the trainer on the dataset the driver prepared."""
         from r1zero.trainer.dist import DataParallel
         from r1zero.trainer.grpo import GRPOTrainer
+        from r1zero.trainer.pipeline import from_config
+        from r1zero.trainer.prompts import load_dataset, output_dir
 
-        backend = get_backend(cfg.backend.name, cfg.backend.plugin, host_for(cfg))
+        resolved = from_config(cfg)
+        backend = resolved.backend
         device = backend.torch_device()
         if device != "cpu":
             _select_device(device, backend.ray_resource)
         self.dist = DataParallel.init(self.rank, self.world, backend.collective, master, device)
-        self.trainer = GRPOTrainer(cfg, resume=resume, dist=self.dist)
+        self.trainer = GRPOTrainer(resolved, data=load_dataset(output_dir(cfg)), resume=resume,
+                                   dist=self.dist)
         self.dist.check_same("the prompts, data position and step",
                              (len(self.trainer.prompts), self.trainer.order.state(), self.trainer.step))
         weights = sum(float(p.detach().float().sum()) for p in self.trainer.engine.model.parameters())
@@ -189,21 +194,20 @@ def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
     """Train ``cfg`` data-parallel on Ray; returns rank 0's per-step metrics (as ``run()``)."""
     import ray
 
-    from r1zero.host.registry import get_backend, host_for
     from r1zero.trainer import preflight
-    from r1zero.trainer.prompts import run_preprocess
+    from r1zero.trainer.pipeline import from_config, prepare
 
     if not cfg.ray.integrated_worker:
         raise ConfigError("only the integrated worker is implemented (actor, reference and "
                           "rollout on the same devices); set ray.integrated_worker: true",
                           key="ray.integrated_worker")
-    host = host_for(cfg)
-    backend = get_backend(cfg.backend.name, cfg.backend.plugin, host)
+    resolved = from_config(cfg)
+    backend = resolved.backend
     backend.require()
     backend.validate_layout(cfg)
     lock = preflight.start(cfg, resume)  # the driver holds the run directories for all ranks
     try:
-        run_preprocess(cfg, host)       # once, here: the ranks then reuse it
+        prepare(resolved)               # once, here: the ranks then load it
         return _run_group(cfg, backend, resume)
     finally:
         lock.release()

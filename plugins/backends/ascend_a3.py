@@ -11,7 +11,7 @@ not implemented in r1zero, and asking for one is a ``BackendUnavailable`` that s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from r1zero.host.backends import Backend
 from r1zero.host.errors import BackendUnavailable
@@ -96,8 +96,9 @@ class AscendA3Backend(Backend):
 
         return super().make_train_engine(cfg, tokenizer)
 
-    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any) -> Any:
-        return vllm_or_default(self, cfg, train_engine, tokenizer, ("vllm", "vllm_ascend"))
+    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any,
+                            stop_ids: Sequence[int]) -> Any:
+        return vllm_or_default(self, cfg, train_engine, tokenizer, stop_ids, ("vllm", "vllm_ascend"))
 
 
 @hookimpl

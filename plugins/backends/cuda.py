@@ -7,7 +7,7 @@ availability report, the layout rules and the choice of rollout engine.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from r1zero.host.backends import Backend
 from r1zero.host.errors import ConfigError
@@ -58,8 +58,9 @@ class CUDABackend(Backend):
         self.require()
         return super().make_train_engine(cfg, tokenizer)
 
-    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any) -> Any:
-        return vllm_or_default(self, cfg, train_engine, tokenizer)
+    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any,
+                            stop_ids: Sequence[int]) -> Any:
+        return vllm_or_default(self, cfg, train_engine, tokenizer, stop_ids)
 
 
 @hookimpl

@@ -33,7 +33,7 @@ def missing_modules(modules: Iterable[str]) -> list[str]:
 
 
 def vllm_or_default(backend: Any, cfg: Any, train_engine: Any, tokenizer: Any,
-                    modules: Sequence[str] = ("vllm",)) -> Any:
+                    stop_ids: Sequence[int], modules: Sequence[str] = ("vllm",)) -> Any:
     """The vLLM rollout engine when ``rollout.engine`` selects it (``use_vllm``: "vllm" always,
     "auto" when every module in ``modules`` imports), else the base backend's lean sampler."""
     from r1zero.host.backends import Backend
@@ -49,5 +49,5 @@ def vllm_or_default(backend: Any, cfg: Any, train_engine: Any, tokenizer: Any,
         backend.require()
         from r1zero.plugins.backends.vllm_rollout import VLLMRolloutEngine
 
-        return VLLMRolloutEngine(cfg, train_engine, tokenizer)
-    return Backend.make_rollout_engine(backend, cfg, train_engine, tokenizer)
+        return VLLMRolloutEngine(cfg, train_engine, tokenizer, stop_ids)
+    return Backend.make_rollout_engine(backend, cfg, train_engine, tokenizer, stop_ids)

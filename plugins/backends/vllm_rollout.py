@@ -146,17 +146,15 @@ class VLLMRolloutEngine:
     actor on the same devices, so ``rollout.gpu_memory_utilization`` must leave the actor room.
     """
 
-    def __init__(self, cfg: Any, train_engine: Any, tokenizer: Any):
+    def __init__(self, cfg: Any, train_engine: Any, tokenizer: Any, stop_ids: Sequence[int]):
         # apply_model ships LoadWeights to worker processes; vLLM V1 refuses to pickle
         # arbitrary objects unless this is set.
         os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         from vllm import LLM, SamplingParams
 
-        from r1zero.trainer.engine import stop_token_ids
-
         self.cfg, self.train_engine = cfg, train_engine
         self._sampling_params = SamplingParams
-        self.stop_ids = stop_token_ids(tokenizer, cfg)
+        self.stop_ids = list(stop_ids)
         self.llm = LLM(**llm_kwargs(cfg))
         self.in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
         self._synced = False

@@ -3,8 +3,7 @@ import math
 import pytest
 import torch
 
-from r1zero.algo import (aggregate_loss, clipped_policy_loss, entropy_from_logits, grpo_loss,
-                         masked_mean)
+from r1zero.algo import aggregate_loss, clipped_policy_loss, masked_mean, objective
 
 # One sequence of 4 tokens, logp_old = 0 so ratio = exp(logp) = 1.5, .9, 1.5, .5 ; A = 1,1,-1,-1.
 RATIO = torch.tensor([[1.5, .9, 1.5, .5]])
@@ -109,22 +108,11 @@ def test_vectorised_matches_loop(seed, agg):
     assert got.item() == pytest.approx(want, abs=1e-5)
 
 
-def test_entropy_from_logits():
-    # uniform over 4: ln 4 = 1.386294 ; one-hot via -inf: 0 ;
-    # p = .25, .75: -(.25 ln .25 + .75 ln .75) = .346574 + .215762 = .562335
-    inf = float("inf")
-    logits = torch.tensor([[[0., 0., 0., 0.], [5., -inf, -inf, -inf],
-                            [0., math.log(3), -inf, -inf]]])
-    got = entropy_from_logits(logits)
-    assert got.shape == (1, 3)
-    assert torch.allclose(got, torch.tensor([[1.386294, 0., .562335]]), atol=1e-5)
-
-
-def test_grpo_loss_composes_terms():
+def test_objective_composes_terms():
     # pg = .05 (test above); k1 vs ref 0: mean(logp) = .012422/4 = .0031055 ; entropy 2 everywhere
     # loss = .05 + .1·.0031055 - .01·2 = .03031055
     logp = RATIO.log().requires_grad_()
-    out = grpo_loss(logp, torch.zeros(1, 4), ADV, MASK4, logp_ref=torch.zeros(1, 4),
+    out = objective(logp, torch.zeros(1, 4), ADV, MASK4, logp_ref=torch.zeros(1, 4),
                     entropy=torch.full((1, 4), 2.), kl_coef=.1, kl_kind="k1", entropy_coeff=.01)
     assert set(out) == {"loss", "pg_loss", "kl", "entropy", "clipfrac", "approx_kl"}
     assert out["loss"].item() == pytest.approx(.03031055, abs=1e-6)
@@ -133,5 +121,28 @@ def test_grpo_loss_composes_terms():
     assert out["entropy"].item() == 2.0 and out["clipfrac"].item() == .5
     out["loss"].backward()
     assert logp.grad is not None and not out["pg_loss"].requires_grad
-    bare = grpo_loss(RATIO.log(), torch.zeros(1, 4), ADV, MASK4)
+    bare = objective(RATIO.log(), torch.zeros(1, 4), ADV, MASK4)
     assert bare["kl"].item() == 0 and bare["loss"].item() == pytest.approx(.05, abs=1e-6)
+
+
+def test_seq_mean_token_sum_norm_divides_by_a_constant():
+    # rows: [1, 2, (pad)] and [4, (pad), (pad)]; sums 3 and 4; 1/2 · (3 + 4) / L with L = 10
+    x = torch.tensor([[1., 2., 9.], [4., 9., 9.]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert aggregate_loss(x, mask, "seq-mean-token-sum-norm", norm_len=10).item() == pytest.approx(.35)
+    with pytest.raises(ValueError, match="norm_len"):
+        aggregate_loss(x, mask, "seq-mean-token-sum-norm")
+
+
+def test_objective_aggregates_kl_and_entropy_like_the_policy_term():
+    # two sequences, lengths 1 and 3; A = 0 (pg = 0); k1 KL = logp - 0; entropy = 1 everywhere.
+    # logp row 0: [.4], row 1: [.1, .1, .1]
+    # token-mean KL = (.4 + .3) / 4 = .175 ; seq-mean-token-mean KL = (.4 + .1) / 2 = .25
+    logp = torch.tensor([[.4, 0., 0.], [.1, .1, .1]])
+    mask = torch.tensor([[1., 0., 0.], [1., 1., 1.]])
+    for agg, kl in (("token-mean", .175), ("seq-mean-token-mean", .25)):
+        out = objective(logp, logp, torch.zeros(2), mask, logp_ref=torch.zeros(2, 3),
+                        entropy=torch.ones(2, 3), kl_coef=1.0, kl_kind="k1", entropy_coeff=.5,
+                        agg=agg)
+        assert out["kl"].item() == pytest.approx(kl) and out["entropy"].item() == pytest.approx(1.)
+        assert out["loss"].item() == pytest.approx(kl - .5)

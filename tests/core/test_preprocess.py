@@ -139,7 +139,8 @@ def test_rerun_reuses_force_redoes_and_other_inputs_are_refused(tmp_path, tiny_t
                                            r"\(max_prompt_length differ\); pass force=True"):
         run(inp, tiny_tokenizer, out, max_prompt_length=100)
     with pytest.raises(DatasetError, match=r"\(template, template_sha256 differ\)"):
-        preprocess(inp, H, "qwen_r1", tiny_tokenizer, out, map_keys=None,
+        qwen = {t.name: t for t in builtin_templates()}["qwen_r1"]
+        preprocess(inp, H, qwen, tiny_tokenizer, out, map_keys=None,
                    max_prompt_length=4096, workers=1)
     write_jsonl(inp, records(31))
     with pytest.raises(DatasetError, match=r"\(input_sha256 differ\)"):
@@ -261,7 +262,7 @@ def test_the_example_sample_data_with_the_example_tokenizer(tmp_path):
     if not sample.exists() or not (tokdir / "tokenizer.json").exists():
         pytest.skip(f"{sample.relative_to(ROOT)} or {tokdir.relative_to(ROOT)} not made yet")
     n_lines = sum(1 for line in sample.read_text(encoding="utf-8").splitlines() if line.strip())
-    m = preprocess(sample, "deepscaler", "deepseek3_r1", tokdir, tmp_path / "out",
+    m = preprocess(sample, H, TPL, tokdir, tmp_path / "out",
                    map_keys={"prompt": "problem", "query": "", "response": "answer",
                              "system": ""}, max_prompt_length=100000, workers=2)
     table, _ = load_preprocessed(tmp_path / "out")

@@ -24,7 +24,7 @@ ROWS = [
 
 
 def test_scores_a_file_and_prints_components(tmp_path, capsys):
-    rc = run_score(write(tmp_path / "s.jsonl", ROWS), ["base_acc"], {}, workers=1)
+    rc = run_score(write(tmp_path / "s.jsonl", ROWS), ["base_acc"], {}, workers=1, host=get_host())
     out = capsys.readouterr().out
     assert rc == 0
     assert "row 1: reward=1  base_acc/reward=1  base_acc/format=1  base_acc/accuracy=1" in out
@@ -37,7 +37,7 @@ def test_json_output_file_and_options(tmp_path, capsys):
     out_file = tmp_path / "scores.jsonl"
     rc = run_score(write(tmp_path / "s.jsonl", ROWS), ["base_acc"],
                    {"format_weight": "0.5", "accuracy_requires_format": "false"},
-                   workers=1, output=out_file, as_json=True)
+                   workers=1, output=out_file, as_json=True, host=get_host())
     recs = [json.loads(line) for line in out_file.read_text().splitlines()]
     # 0.5*format + accuracy (counted without format): 1.5, 0.5, 1.0
     assert rc == 0 and [r["reward"] for r in recs] == [1.5, 0.5, 1.0]
@@ -61,9 +61,9 @@ def test_options_and_unknown_names():
     with pytest.raises(ConfigError, match="which scorer"):
         split_options(["a", "b"], {"x": 1})
     with pytest.raises(PluginError, match="unknown reward scorer 'nope'; available: .*base_acc"):
-        resolve_scorers(["nope"])
+        resolve_scorers(["nope"], host=get_host())
     with pytest.raises(R1ZeroError, match="unknown option 'colour'"):
-        resolve_scorers(["base_acc"], {"colour": "red"})
+        resolve_scorers(["base_acc"], {"colour": "red"}, host=get_host())
 
 
 PLUGIN = '''
@@ -90,7 +90,8 @@ def test_a_local_file_plugin_scores_in_workers_and_failures_exit_3(tmp_path, mon
     get_host(fresh=True)
     try:
         rows = [{"response": "ab", "gold": "1"}, {"response": "boom", "gold": "1"}]
-        rc = run_score(write(tmp_path / "s.jsonl", rows), ["picky", "base_acc"], {}, workers=1)
+        rc = run_score(write(tmp_path / "s.jsonl", rows), ["picky", "base_acc"], {}, workers=1,
+                       host=get_host())
     finally:
         monkeypatch.delenv("R1ZERO_PLUGINS")
         get_host(fresh=True)

@@ -13,6 +13,7 @@ from r1zero.cli.main import main
 from r1zero.config.load import load_config
 from r1zero.host.manager import PluginHost
 from r1zero.trainer.grpo import GRPOTrainer
+from r1zero.trainer.pipeline import resolve
 from r1zero.trainer.metrics import read_metrics
 from tests.plugins_experience.conftest import EXAMPLE_DIRS
 
@@ -64,7 +65,7 @@ def test_training_uses_the_examples_by_name(examples_installed, write_recipe, tm
         rewards={"base_acc": {"weight": 1.0},
                  "length_penalty": {"weight": 0.5, "options": {"max_length": 24, "buffer": 8}}},
         actor={"lr": 1.0e-3, "global_batch_size": 2, "micro_batch_size": 4, "train_iters": 1})
-    trainer = GRPOTrainer(load_config(path), host=PluginHost().load())
+    trainer = GRPOTrainer(resolve(load_config(path), PluginHost().load()))
     try:
         trainer.run()
     finally:

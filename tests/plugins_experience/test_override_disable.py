@@ -12,7 +12,6 @@ from r1zero.config.load import load_config
 from r1zero.host.errors import PluginError
 from r1zero.host.manager import PluginHost
 from r1zero.host.registry import get_scorers, get_template
-from r1zero.trainer.prompts import load_prompts
 from tests.plugin_dists import activate, make_dist
 
 OVERRIDE = '''
@@ -47,9 +46,13 @@ def test_same_name_as_a_builtin_is_an_error_naming_both(override_host):
 def test_config_picks_the_override_or_the_builtin(override_host, write_recipe, tiny_run):
     from transformers import AutoTokenizer
 
+    from r1zero.trainer.pipeline import prepare, resolve
+    from r1zero.trainer.prompts import load_dataset, output_dir
+
     tok = AutoTokenizer.from_pretrained(str(tiny_run / "model"))
     cfg = load_config(write_recipe(template={"name": "deepseek3_r1", "plugin": "r1zero-my-templates"}))
-    rows = load_prompts(cfg, tok, override_host)        # preprocess renders with the override
+    prepare(resolve(cfg, override_host))                # preprocess renders with the override
+    rows = load_dataset(output_dir(cfg)).rows
     first = tok.decode(rows[0].input_ids)
     assert first.startswith("<|bos|>Problem: ") and first.endswith("\nSolution:")
     # by entry-point name too; and `plugin: r1zero` picks the built-in
@@ -67,7 +70,7 @@ def test_disable_an_installed_plugin(examples_installed, write_recipe):
     assert host.plugins["length_reward"].disabled
     with pytest.raises(PluginError, match=r"unknown reward scorer 'length_penalty'; available: "
                                           r".*base_acc.*\(disabled: length_reward\)"):
-        get_scorers(cfg, host)
+        get_scorers(cfg, host=host)
 
 
 def test_disable_a_builtin_while_a_plugin_keeps_working(examples_installed, write_recipe):

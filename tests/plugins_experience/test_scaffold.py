@@ -15,6 +15,7 @@ from r1zero.config.load import load_config
 from r1zero.host.manager import PluginHost
 from r1zero.cli.scaffold import Names, ScaffoldError, new_plugin, package_files
 from r1zero.trainer.grpo import GRPOTrainer
+from r1zero.trainer.pipeline import resolve
 from r1zero.trainer.metrics import read_metrics
 from tests.plugins_experience.conftest import SCAFFOLDED
 
@@ -70,7 +71,7 @@ def test_plugin_new_install_test_list_and_train(author_run, capsys, monkeypatch,
                         rewards={"my_reward": {"weight": 1.0, "options": {"case_sensitive": False}}},
                         actor={"lr": 1.0e-3, "global_batch_size": 2, "micro_batch_size": 4,
                                "train_iters": 1})
-    trainer = GRPOTrainer(load_config(path), host=PluginHost().load())
+    trainer = GRPOTrainer(resolve(load_config(path), PluginHost().load()))
     try:
         trainer.run()
     finally:

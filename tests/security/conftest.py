@@ -24,7 +24,7 @@ def trained(tiny_setup, tmp_path_factory):  # noqa: F811 - the imported fixture
     run = tmp_path_factory.mktemp("trained")
     cfg = recipe(tiny_setup, run, actor={"train_iters": 2}, checkpoint={"keep_last": 3},
                  logging={"plots": False, "tensorboard": False})
-    trainer = GRPOTrainer(load_config(None, base=cfg))
+    trainer = GRPOTrainer.from_config(load_config(None, base=cfg))
     try:
         trainer.run()
     finally:

@@ -100,7 +100,7 @@ def test_resume_skips_a_damaged_latest_checkpoint(run, tmp_path, damage, caplog)
     else:
         _plant_payload(newest, tmp_path / "pwned")
     with caplog.at_level(logging.WARNING, logger="r1zero.checkpoint"):
-        trainer = GRPOTrainer(load_config(None, base=cfg), resume=True)
+        trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
     trainer.close()
     assert trainer.step == 1
     assert "step_000002 is damaged" in caplog.text and "resuming from step_000001" in caplog.text
@@ -128,7 +128,7 @@ def test_killed_save_leftovers_are_removed_at_resume_and_save(run, tmp_path):
     (stale / "model").mkdir(parents=True)
     ours = ckpt / f".tmp_step_000004_{os.getpid()}"      # a live process's save stays
     ours.mkdir()
-    trainer = GRPOTrainer(load_config(None, base=cfg), resume=True)
+    trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
     trainer.close()
     assert not stale.exists() and ours.exists()
     stale.mkdir()

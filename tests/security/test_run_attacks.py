@@ -143,7 +143,7 @@ def test_non_finite_loss_stops_before_the_optimizer_step():
 def test_n_samples_per_prompt_of_one_warns(tiny_setup, tmp_path, caplog):
     cfg = load_config(None, base=recipe(tiny_setup, tmp_path, rollout={"n_samples_per_prompt": 1}))
     with caplog.at_level(logging.WARNING, logger="r1zero.train"):
-        GRPOTrainer(cfg).close()
+        GRPOTrainer.from_config(cfg).close()
     assert "n_samples_per_prompt is 1" in caplog.text and "advantage 0" in caplog.text
 
 

@@ -19,7 +19,7 @@ from tests.trainer.conftest import recipe, write_recipe
 
 
 def _trainer(setup, run_dir, **sections) -> GRPOTrainer:
-    return GRPOTrainer(load_config(None, base=recipe(setup, run_dir, **sections)))
+    return GRPOTrainer.from_config(load_config(None, base=recipe(setup, run_dir, **sections)))
 
 
 def _logp(trainer: GRPOTrainer, seqs):

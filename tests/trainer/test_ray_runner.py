@@ -64,14 +64,14 @@ def local_ray():
 @pytest.fixture(scope="module")
 def dp_group(tiny_setup, tmp_path_factory, local_ray):
     """Two Ray workers (ranks 0, 1) of one recipe; starting them is most of this file's time."""
-    from r1zero.host.registry import get_backend
-    from r1zero.trainer.prompts import run_preprocess
+    from r1zero.trainer.pipeline import from_config, prepare
     from r1zero.trainer.ray_runner import WorkerGroup
 
     run_dir = tmp_path_factory.mktemp("dp_run")
     cfg = load_config(None, base=_dp_recipe(tiny_setup, run_dir, **SECTIONS))
-    run_preprocess(cfg)
-    group = WorkerGroup(cfg, get_backend("cpu"))
+    resolved = from_config(cfg)
+    prepare(resolved)
+    group = WorkerGroup(cfg, resolved.backend)
     try:
         yield cfg, run_dir, group
     finally:
@@ -90,7 +90,7 @@ def test_update_split_over_two_ranks_equals_the_one_process_update(tiny_setup, t
     from r1zero.trainer.grpo import GRPOTrainer
 
     _, _, group = dp_group
-    single = GRPOTrainer(load_config(None, base=recipe(tiny_setup, tmp_path, **SECTIONS)))
+    single = GRPOTrainer.from_config(load_config(None, base=recipe(tiny_setup, tmp_path, **SECTIONS)))
     try:
         g = torch.Generator().manual_seed(0)
         prompts = [single.prompts[i].input_ids for i in range(4)]
@@ -125,11 +125,9 @@ def _strip(rec: dict) -> dict:
 
 def test_two_rank_run_writes_metrics_and_checkpoints_and_resumes_exactly(tiny_setup, tmp_path,
                                                                          dp_group):
-    from transformers import AutoTokenizer
-
     from r1zero.cli.commands import cmd_train
     from r1zero.trainer.data_order import PromptOrder
-    from r1zero.trainer.prompts import load_prompts
+    from r1zero.trainer.prompts import load_dataset, output_dir
 
     cfg, run_dir, group = dp_group
     history = group.run()
@@ -141,7 +139,7 @@ def test_two_rank_run_writes_metrics_and_checkpoints_and_resumes_exactly(tiny_se
                 "throughput/tokens_per_s_per_device"):
         assert key in recs[-1], key
     # the same prompts, in the same order, as one process would consume
-    rows = load_prompts(cfg, AutoTokenizer.from_pretrained(tiny_setup["model"]))
+    rows = load_dataset(output_dir(cfg)).rows
     order = PromptOrder(len(rows), cfg.data.seed, cfg.data.shuffle)
     assert [r["data/ids"] for r in recs] == [[rows[i].id for i in order.take(4)] for _ in range(3)]
     assert (run_dir / "logs" / "plots" / "reward.png").exists()

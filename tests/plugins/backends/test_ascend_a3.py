@@ -47,7 +47,7 @@ def test_hook_register_backends_ascend_a3(a3):
 
 @needs_no_torch_npu
 def test_unavailable_names_the_missing_module(a3):
-    ok, reason = r1zero.host.registry.get_backend("ascend_a3").is_available()
+    ok, reason = a3.is_available()
     assert not ok and reason == f"torch_npu not importable ({NO_TORCH_NPU})"
     with pytest.raises(BackendUnavailable) as exc:
         a3.require()
@@ -100,7 +100,7 @@ def test_train_engine_refuses_with_the_reason(a3, seed_cfg):
 @pytest.mark.skipif(import_error("vllm") is None, reason="vllm is installed here")
 def test_rollout_engine_vllm_refuses_with_the_module(a3, seed_cfg):
     with pytest.raises(BackendUnavailable, match="rollout.engine is 'vllm' but vllm is not importable"):
-        a3.make_rollout_engine(seed_cfg, train_engine=None, tokenizer=None)
+        a3.make_rollout_engine(seed_cfg, train_engine=None, tokenizer=None, stop_ids=[])
 
 
 # -- on an NPU -----------------------------------------------------------------------------------

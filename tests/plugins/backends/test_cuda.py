@@ -36,7 +36,7 @@ def test_hook_register_backends_cuda(cuda):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_unavailable_here_with_torchs_reason(cuda):
-    ok, reason = r1zero.host.registry.get_backend("cuda").is_available()
+    ok, reason = cuda.is_available()
     assert not ok
     assert reason == f"torch.cuda.is_available() is False (torch {torch.__version__} build)"
     if torch.version.cuda is None:        # the CPU wheel installed here: 2.13.0+cpu
@@ -67,7 +67,8 @@ def test_rollout_engine_choice():
 @pytest.mark.skipif(import_error("vllm") is None, reason="vllm is installed here")
 def test_asking_for_vllm_without_it_names_the_module(cuda):
     with pytest.raises(BackendUnavailable, match="vllm is not importable"):
-        cuda.make_rollout_engine(_cfg("rollout.engine=vllm"), train_engine=None, tokenizer=None)
+        cuda.make_rollout_engine(_cfg("rollout.engine=vllm"), train_engine=None, tokenizer=None,
+                                 stop_ids=[])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -111,7 +112,7 @@ def test_vllm_rollout_on_gpu(cuda, tmp_path):
                "rollout.max_response_length=8", "rollout.gpu_memory_utilization=0.3",
                "rollout.enforce_eager=true")
     train = cuda.make_train_engine(cfg, tokenizer)
-    rollout = cuda.make_rollout_engine(cfg, train, tokenizer)
+    rollout = cuda.make_rollout_engine(cfg, train, tokenizer, [tokenizer.eos_token_id])
     prompts = [[1, 5, 6], [1, 7]]
     a = rollout.generate(prompts, 2, torch.Generator().manual_seed(0))
     b = rollout.generate(prompts, 2, torch.Generator().manual_seed(0))

@@ -120,12 +120,14 @@ def test_math_verify_equal_is_math_verify_alone():
 
 def test_math_verify_reward_through_the_real_pool(tmp_path, capsys):
     from r1zero.cli.score import run_score
+    from r1zero.host.manager import PluginHost
+
     rows = [{"response": wrap("\\frac{1}{2}"), "gold": "0.5"},
             {"response": wrap("3"), "gold": "4"},
             {"response": wrap("9**9**9**9"), "gold": "1"}]
     path = tmp_path / "s.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    assert run_score(path, ["math_verify_reward"], {}, workers=1) == 0
+    assert run_score(path, ["math_verify_reward"], {}, workers=1, host=PluginHost().load()) == 0
     out = capsys.readouterr().out
     assert "row 1: reward=1" in out and "row 2: reward=0" in out and "row 3: reward=0" in out
     assert "3 rows scored by math_verify_reward" in out

@@ -1,0 +1,79 @@
+"""One entry point from a recipe to the objects a run uses.
+
+    run = resolve(cfg, host_for(cfg))      # every name in the recipe -> a plugin object, once
+    data = prepare(run)                    # the preprocessing stage (reuses a fresh output)
+    GRPOTrainer(run, data=data).run()
+
+``resolve`` looks up the backend, template, dataset handler, reward scorers and algorithm in
+the run's ``PluginHost`` and checks that the recipe's keys are ones the chosen pieces act on;
+an unknown name or an unsupported key is a ``ConfigError`` before anything is built. What it
+returns is passed inward: nothing below looks a plugin up again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import attrs
+
+from r1zero.host.registry import get_backend, get_handler, get_scorers, get_template
+
+
+@attrs.frozen
+class Resolved:
+    """A recipe with every plugin name resolved (the argument of ``GRPOTrainer``)."""
+    cfg: Any
+    host: Any
+    backend: Any
+    template: Any
+    handler: Any
+    scorers: list            # (scorer, weight) for each ``rewards`` entry
+    algorithm: Any           # r1zero.algo.algorithm.Algorithm
+
+
+def resolve(cfg: Any, host: Any) -> Resolved:
+    """``cfg`` (a ``RecipeConfig``) with its plugin names looked up in ``host``."""
+    from r1zero.algo.algorithm import resolve_algorithm
+
+    backend = get_backend(cfg.backend.name, cfg.backend.plugin, host=host)
+    template = get_template(cfg.template.name, cfg.template.file, cfg.template.plugin, host=host)
+    handler = get_handler(cfg.data.handler, cfg.data.handler_plugin, host=host)
+    scorers = get_scorers(cfg, host=host)
+    algorithm = resolve_algorithm(cfg, host)
+    return Resolved(cfg, host, backend, template, handler, scorers, algorithm)
+
+
+def from_config(cfg: Any) -> Resolved:
+    """``resolve`` with the host the config's ``plugins:`` section describes."""
+    from r1zero.host.registry import host_for
+
+    return resolve(cfg, host_for(cfg))
+
+
+def prepare(run: Resolved, force: bool = False, skip_bad_rows: bool | None = None):
+    """The preprocessing stage: ``data.input`` -> the dataset on disk; returns its manifest.
+    An output whose manifest matches the inputs is reused unless ``force``."""
+    from r1zero.config.load import to_dict
+    from r1zero.data.preprocess import preprocess
+    from r1zero.host.errors import ConfigError
+    from r1zero.trainer.prompts import output_dir
+
+    cfg = run.cfg
+    if not cfg.data.input:
+        raise ConfigError("no input dataset: set data.input", key="data.input")
+    return preprocess(
+        cfg.data.input, run.handler, run.template, cfg.model.tokenizer or cfg.model.path,
+        output_dir(cfg), map_keys=cfg.data.map_keys, max_prompt_length=cfg.rollout.max_prompt_length,
+        workers=cfg.data.workers,
+        skip_bad_rows=cfg.data.skip_bad_rows if skip_bad_rows is None else skip_bad_rows,
+        config={"data": to_dict(cfg.data), "template": to_dict(cfg.template)}, force=force)
+
+
+def stop_token_ids(tokenizer: Any, stop_words: Sequence[str]) -> list[int]:
+    """EOS plus the token id of each stop word (each must be one token of ``tokenizer``)."""
+    ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    for word in stop_words:
+        toks = tokenizer.encode(word, add_special_tokens=False)
+        if len(toks) == 1 and toks[0] not in ids:
+            ids.append(toks[0])
+    return ids
