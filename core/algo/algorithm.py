@@ -1,24 +1,69 @@
 """A recipe's ``algorithm:`` section resolved into the pieces the trainer calls.
 
-The trainer knows only this interface: ``advantages(rewards, groups)`` once per step,
-``loss(...)`` for every micro-batch (the one objective, ``r1zero.algo.loss.objective``), and
-``kl_ctrl`` for the current KL coefficient.
+Four kinds of piece are registered through the ``register_algorithms`` hook, each an object
+with a ``name`` and a ``kind``:
+
+- ``AlgorithmSpec`` (kind ``algorithm``): a named recipe of pieces and defaults (``grpo``,
+  ``dr_grpo``, ``dapo``, ``gspo``), picked by ``algorithm.name``;
+- ``AdvantageEstimator`` (``advantage_estimator``): (rewards, groups, section) -> advantages;
+- ``PolicyLoss`` (``policy_loss``): per-token loss, like ``r1zero.algo.loss.ppo_clip_loss``;
+- ``KLController`` (``kl_controller``): section -> an object with ``value`` and
+  ``update(kl, n_samples)``.
+
+A key of the section left unset (None) takes the algorithm's default, then the global one.
+The trainer sees only ``Algorithm``: ``advantages`` once per step, ``loss`` for every
+micro-batch (the one objective, ``r1zero.algo.loss.objective``) and ``kl_ctrl``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import attrs
 from torch import Tensor
 
-from r1zero.algo.advantages import group_advantages
-from r1zero.algo.kl import FixedKLController
-from r1zero.algo.loss import objective, ppo_clip_loss
+from r1zero.algo.loss import objective
+from r1zero.host.errors import ConfigError
+
+# the value of each preset-able key when neither the recipe nor the algorithm sets it
+DEFAULTS: dict[str, Any] = {"loss_agg": "token-mean", "clip_ratio": 0.2, "clip_ratio_high": None,
+                            "dynamic_sampling": False, "overlong_mask": False}
+
+
+@attrs.frozen
+class AdvantageEstimator:
+    name: str
+    fn: Callable[[Tensor, Tensor, Any], Tensor]      # (rewards, groups, algorithm section)
+    kind: str = "advantage_estimator"
+
+
+@attrs.frozen
+class PolicyLoss:
+    name: str
+    fn: Callable[..., tuple[Tensor, Tensor, Tensor]]
+    supports_dual_clip: bool = False
+    kind: str = "policy_loss"
+
+
+@attrs.frozen
+class KLController:
+    name: str
+    make: Callable[[Any], Any]                       # algorithm section -> controller
+    kind: str = "kl_controller"
+
+
+@attrs.frozen
+class AlgorithmSpec:
+    name: str
+    advantage: str
+    policy_loss: str
+    defaults: Mapping[str, Any] = attrs.field(factory=dict)   # keys of DEFAULTS
+    kind: str = "algorithm"
 
 
 @attrs.define
 class Algorithm:
+    """The resolved algorithm of a run."""
     name: str
     advantage: Callable[[Tensor, Tensor], Tensor]      # (rewards, groups) -> advantages
     policy_loss: Callable[..., tuple[Tensor, Tensor, Tensor]]
@@ -30,6 +75,9 @@ class Algorithm:
     kl_kind: str = "k3"
     entropy_coeff: float = 0.0
     norm_len: int | None = None
+    dynamic_sampling: bool = False
+    max_resample: int = 0
+    overlong_mask: bool = False
 
     def advantages(self, rewards: Tensor, groups: Tensor) -> Tensor:
         return self.advantage(rewards, groups)
@@ -44,15 +92,35 @@ class Algorithm:
                          dual_clip=self.dual_clip, agg=self.loss_agg, norm_len=self.norm_len)
 
 
+def _piece(host: Any, kind: str, name: str, key: str) -> Any:
+    from r1zero.host.errors import PluginError
+
+    try:
+        return host.get(kind, name)
+    except PluginError as exc:
+        raise ConfigError(str(exc), key=key) from None
+
+
 def resolve_algorithm(cfg: Any, host: Any) -> Algorithm:
+    """``cfg.algorithm`` with its names looked up in ``host`` and its defaults filled in."""
     a = cfg.algorithm
-    scale = a.adv_estimator == "group_norm"
+    spec = _piece(host, "algorithms", a.name, "algorithm.name")
+    pick = {k: getattr(a, k) if getattr(a, k) is not None else spec.defaults.get(k, v)
+            for k, v in DEFAULTS.items()}
+    estimator = _piece(host, "advantage_estimators", a.adv_estimator or spec.advantage,
+                       "algorithm.adv_estimator")
+    loss = _piece(host, "policy_losses", a.policy_loss or spec.policy_loss, "algorithm.policy_loss")
+    ctrl = _piece(host, "kl_controllers", a.kl_ctrl, "algorithm.kl_ctrl")
+    if a.dual_clip is not None and not loss.supports_dual_clip:
+        raise ConfigError(f"policy loss {loss.name!r} has no dual clip; unset it",
+                          key="algorithm.dual_clip")
 
     def advantage(rewards: Tensor, groups: Tensor) -> Tensor:
-        return group_advantages(rewards, groups, a.adv_eps, scale=scale)
+        return estimator.fn(rewards, groups, a)
 
-    return Algorithm("grpo", advantage, ppo_clip_loss, FixedKLController(a.kl_coef),
-                     loss_agg=a.loss_agg, clip_ratio=a.clip_ratio,
-                     clip_ratio_high=a.clip_ratio_high, dual_clip=a.dual_clip,
-                     kl_kind=a.kl_penalty, entropy_coeff=a.entropy_coeff,
-                     norm_len=cfg.rollout.max_response_length)
+    return Algorithm(spec.name, advantage, loss.fn, ctrl.make(a), loss_agg=pick["loss_agg"],
+                     clip_ratio=pick["clip_ratio"], clip_ratio_high=pick["clip_ratio_high"],
+                     dual_clip=a.dual_clip, kl_kind=a.kl_penalty, entropy_coeff=a.entropy_coeff,
+                     norm_len=cfg.rollout.max_response_length,
+                     dynamic_sampling=pick["dynamic_sampling"], max_resample=a.max_resample,
+                     overlong_mask=pick["overlong_mask"])

@@ -82,17 +82,6 @@ def ppo_clip_loss(logp: Tensor, logp_old: Tensor, advantages: Tensor, response_m
     return loss_mat, clipfrac.detach(), approx_kl.detach()
 
 
-def clipped_policy_loss(logp: Tensor, logp_old: Tensor, advantages: Tensor, response_mask: Tensor,
-                        clip_ratio: float = 0.2, clip_ratio_high: float | None = None,
-                        dual_clip: float | None = None,
-                        agg: str = "token-mean") -> tuple[Tensor, Tensor, Tensor]:
-    """``ppo_clip_loss`` aggregated by ``agg``: (loss, clipfrac, approx_kl)."""
-    loss_mat, clipfrac, approx_kl = ppo_clip_loss(
-        logp, logp_old, advantages, response_mask, clip_ratio=clip_ratio,
-        clip_ratio_high=clip_ratio_high, dual_clip=dual_clip)
-    return aggregate_loss(loss_mat, response_mask, agg), clipfrac, approx_kl
-
-
 def objective(logp: Tensor, logp_old: Tensor, advantages: Tensor, response_mask: Tensor,
               logp_ref: Tensor | None = None, entropy: Tensor | None = None, *,
               policy_loss: Callable[..., tuple[Tensor, Tensor, Tensor]] = ppo_clip_loss,

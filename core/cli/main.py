@@ -2,7 +2,7 @@
 
     r1zero demo                                   # build the tiny base model, run GRPO, plot
     r1zero plugins [--json]
-    r1zero plugin new KIND NAME [--dir D]          # KIND: templates|datasets|rewards|backends
+    r1zero plugin new KIND NAME [--dir D]          # KIND: templates|datasets|rewards|backends|algorithms
     r1zero config show CONFIG [key=value ...]
     r1zero preprocess CONFIG [key=value ...] [--skip-bad-rows] [--force]
     r1zero train CONFIG [key=value ...] [--resume]
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("plugin", help="plugin authoring tools")
     psub = sp.add_subparsers(dest="plugin_command", required=True)
     new = psub.add_parser("new", help="write a ready-to-install plugin package with a test")
-    new.add_argument("kind", choices=["templates", "datasets", "rewards", "backends"])
+    new.add_argument("kind", choices=["templates", "datasets", "rewards", "backends", "algorithms"])
     new.add_argument("name", help="registered name, e.g. my_reward -> package r1zero-my-reward")
     new.add_argument("--dir", default=".", help="folder to create the package in (default: .)")
     new.set_defaults(func=_lazy("r1zero.cli.scaffold", "cmd_plugin_new"))

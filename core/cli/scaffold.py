@@ -3,7 +3,7 @@
     r1zero plugin new rewards my_reward        # -> ./r1zero-my-reward/
     pip install -e r1zero-my-reward && python -m pytest -q r1zero-my-reward
 
-KIND is one of templates | datasets | rewards | backends. The package has a pyproject.toml
+KIND is one of templates | datasets | rewards | backends | algorithms. The package has a pyproject.toml
 declaring one entry point in the ``r1zero`` group, a module registering one thing named NAME
 through the kind's hook, a README and a test that passes once the package is installed.
 The skeletons' code is in :mod:`r1zero.cli.scaffold_code`.

@@ -328,6 +328,75 @@ def test_picklable(host):
     assert pickle.loads(pickle.dumps(get_backend("__NAME__", host=host))).name == "__NAME__"
 ''')
 
+ALGORITHM_MODULE = '''\
+"""r1zero algorithm plugin ``__NAME__``: GRPO's pieces with a policy loss of your own.
+
+Contract (docs/plugins.md, ``register_algorithms(register)``): a ``PolicyLoss`` is
+``fn(logp, logp_old, advantages, mask, *, clip_ratio, clip_ratio_high, dual_clip)`` ->
+``(per-token loss (n, T), clipfrac, approx_kl)``; r1zero adds the KL and entropy terms and
+aggregates by ``algorithm.loss_agg``. The ``AlgorithmSpec`` names the pieces a recipe gets
+with ``algorithm: {name: __NAME__}``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from r1zero.algo.algorithm import AlgorithmSpec, PolicyLoss
+from r1zero.algo.loss import masked_mean
+from r1zero.hookspecs import hookimpl
+
+
+def __NAME___loss(logp, logp_old, advantages, mask, *, clip_ratio=0.2, clip_ratio_high=None,
+                  dual_clip=None):
+    """Importance-weighted policy gradient with the weight capped at 1 + clip_ratio_high:
+    l_t = -min(r_t, 1 + c) · A, r_t = exp(logp_t - logp_old_t). Replace with your rule."""
+    if advantages.dim() == logp.dim() - 1:
+        advantages = advantages.unsqueeze(-1)
+    high = clip_ratio if clip_ratio_high is None else clip_ratio_high
+    log_ratio = torch.clamp(logp - logp_old, min=-20.0, max=20.0)
+    ratio = torch.exp(log_ratio)
+    capped = torch.clamp(ratio, max=1.0 + high)
+    clipfrac = masked_mean((ratio > 1.0 + high).float(), mask)
+    return -capped * advantages, clipfrac.detach(), masked_mean(-log_ratio, mask).detach()
+
+
+@hookimpl
+def register_algorithms(register):
+    register(PolicyLoss("__NAME__", __NAME___loss))
+    register(AlgorithmSpec("__NAME__", advantage="group_norm", policy_loss="__NAME__",
+                           defaults={"loss_agg": "token-mean"}))
+'''
+
+ALGORITHM_TEST = _test('''\
+import math
+
+import pytest
+import torch
+
+from r1zero.manager import PluginHost
+from __MODULE__ import __NAME___loss
+''', '''
+
+def test_loss_by_hand():
+    # ratios 1.5 and .5 with A = 1, 1 and the cap at 1.2: losses -1.2 and -.5 ;
+    # the capped token has no gradient, the other d/dlogp = -.5
+    logp = torch.tensor([[math.log(1.5), math.log(.5)]], requires_grad=True)
+    loss, clipfrac, _ = __NAME___loss(logp, torch.zeros(1, 2), torch.ones(1), torch.ones(1, 2))
+    assert torch.allclose(loss, torch.tensor([[-1.2, -.5]]))
+    loss.sum().backward()
+    assert torch.allclose(logp.grad, torch.tensor([[0., -.5]]))
+    assert clipfrac.item() == pytest.approx(.5)
+
+
+def test_a_recipe_picks_it(host):
+    from r1zero.algo.algorithm import resolve_algorithm
+    from r1zero.config_load import load_config
+
+    alg = resolve_algorithm(load_config(None, ["algorithm.name=__NAME__"]), host)
+    assert alg.name == "__NAME__" and alg.policy_loss is __NAME___loss
+''')
+
 SKELETONS: dict[str, Skeleton] = {
     "templates": Skeleton(
         "register_templates", "templates", "template", "", "template.plugin",
@@ -350,4 +419,8 @@ SKELETONS: dict[str, Skeleton] = {
         "register_backends", "backends", "backend", "Backend", "backend.plugin",
         "backend: {name: __NAME__}",
         "In a recipe: `backend: {name: __NAME__}`.\n", BACKEND_MODULE, BACKEND_TEST),
+    "algorithms": Skeleton(
+        "register_algorithms", "algorithms", "algorithm", "", "plugins.disable",
+        "algorithm: {name: __NAME__}",
+        "In a recipe: `algorithm: {name: __NAME__}`.\n", ALGORITHM_MODULE, ALGORITHM_TEST),
 }

@@ -114,18 +114,32 @@ class BackendConfig:
 
 @frozen
 class AlgorithmConfig:
-    adv_estimator: str = field(default="group_norm", validator=_choice("group_norm", "group_mean"))
+    """Unset (None) keys take the chosen algorithm's default (``r1zero.algo.algorithm``)."""
+    name: str = field(default="grpo", metadata={"help": "registered algorithm: grpo | dr_grpo | "
+                                                       "dapo | gspo | a plugin's"})
+    adv_estimator: str | None = field(default=None, metadata={
+        "help": "registered advantage estimator (group_norm | group_mean); None = the algorithm's"})
+    policy_loss: str | None = field(default=None, metadata={
+        "help": "registered policy loss (ppo_clip | gspo); None = the algorithm's"})
     adv_eps: float = field(default=1e-6, validator=_nonneg)
     kl_penalty: str = field(default="k3", validator=_choice(
         "k1", "kl", "abs", "k2", "mse", "k3", "low_var_kl"))
     kl_coef: float = field(default=0.001, validator=_nonneg)
-    kl_ctrl: str = field(default="fixed", validator=_choice("fixed", "adaptive"))
-    clip_ratio: float = field(default=0.2, validator=_pos)
+    kl_ctrl: str = field(default="fixed", metadata={"help": "registered KL controller: fixed | adaptive"})
+    kl_target: float = field(default=0.1, validator=_pos, metadata={"help": "adaptive: target KL"})
+    kl_horizon: int = field(default=10000, validator=_pos, metadata={"help": "adaptive: samples"})
+    clip_ratio: float | None = field(default=None, validator=_opt(_pos))
     clip_ratio_high: float | None = field(default=None, validator=_opt(_pos))
     dual_clip: float | None = field(default=None, validator=_opt(_num(gt(1))))
-    loss_agg: str = field(default="token-mean", validator=_choice(
-        "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"))
+    loss_agg: str | None = field(default=None, validator=_opt(_choice(
+        "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")))
     entropy_coeff: float = field(default=0.0, validator=_nonneg)
+    dynamic_sampling: bool | None = field(default=None, metadata={
+        "help": "drop groups of equal rewards and refill the batch (DAPO)"})
+    max_resample: int = field(default=3, validator=_nonneg, metadata={
+        "help": "dynamic sampling: extra rollout rounds per step, at most"})
+    overlong_mask: bool | None = field(default=None, metadata={
+        "help": "train on no truncated response (DAPO's overlong filtering)"})
 
 
 @frozen
@@ -137,7 +151,8 @@ class RolloutConfig:
     min_p: float = field(default=0.0, validator=_num(ge(0), le(1)))
     max_prompt_length: int = field(default=1024, validator=_pos)
     max_response_length: int = field(default=2048, validator=_pos)
-    engine: str = field(default="auto", metadata={"help": "auto | sampler | hf | vllm"})
+    engine: str = field(default="auto", validator=_choice("auto", "sampler", "vllm"),
+                        metadata={"help": "auto (vllm where the backend has it) | sampler | vllm"})
     tensor_parallel: int = field(default=1, validator=_pos)
     pipeline_parallel: int = field(default=1, validator=_pos)
     expert_parallel: int = field(default=1, validator=_pos)
@@ -146,8 +161,8 @@ class RolloutConfig:
     max_num_batched_tokens: int | None = field(default=None, validator=_opt(_pos))
     gpu_memory_utilization: float = field(default=0.75, validator=_num(gt(0), le(1)))
     enforce_eager: bool = False
-    offload_train_params: bool = True
-    offload_train_grads: bool = True
+    offload_train_params: bool = False
+    offload_train_grads: bool = False
     offload_train_optimizer: bool = False
 
 
@@ -182,7 +197,7 @@ class ActorConfig:
     initial_loss_scale: float | None = field(default=None, validator=_opt(_pos))
     use_dynamic_bsz: bool = False
     max_packing_token_size: int | None = field(default=None, validator=_opt(_pos))
-    use_remove_padding: bool = True
+    use_remove_padding: bool = False
 
     def __attrs_post_init__(self):
         mbs = self.mini_batch_size or self.global_batch_size

@@ -1,6 +1,6 @@
 """The hardware-backend contract.
 
-A backend is data plus factories (STYLE §8): it names the device, collective and Ray
+A backend is data plus factories: it names the device, collective and Ray
 resource, says whether it can run here and why not, sets environment variables, plans the
 parallel layout (``r1zero.config.plan``, the one rule set every backend uses), and builds the
 training and rollout engines. It holds no training logic.
@@ -67,7 +67,9 @@ class Backend:
         """The plan, or one ``ConfigError`` naming every failing check with its numbers."""
         return self.plan(cfg).require()
 
-    def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
+    def train_engine_class(self, cfg: Any) -> type:
+        """The class ``make_train_engine`` builds for this recipe. Its ``name`` and
+        ``implements`` (``r1zero.config.engine_keys``) are checked before it is built."""
         from r1zero.config.layout import resolve_engine
         from r1zero.trainer.engine import TorchTrainEngine
 
@@ -78,15 +80,31 @@ class Backend:
                               f"tests the engine (one GRPO update at tp/pp/dp on CPU ranks), but "
                               f"`r1zero train` does not drive it yet; backend {self.name!r} builds "
                               f"the torch engine only", key="actor.engine")
+        return TorchTrainEngine
 
-        return TorchTrainEngine(cfg, tokenizer, device=self.torch_device())
+    def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
+        return self.train_engine_class(cfg)(cfg, tokenizer, device=self.torch_device())
 
-    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any,
-                            stop_ids: Sequence[int]) -> Any:
-        """The generator; ``stop_ids``: EOS and the template's stop words, as token ids."""
+    def rollout_engine_class(self, cfg: Any) -> type:
+        """The class ``make_rollout_engine`` builds: r1zero's lean sampler here."""
         from r1zero.trainer.engine import SamplerRolloutEngine
 
-        return SamplerRolloutEngine(cfg, train_engine, tokenizer, stop_ids)
+        if cfg.rollout.engine not in ("auto", "sampler"):
+            raise ConfigError(f"{cfg.rollout.engine!r} is not built by backend {self.name!r}, "
+                              "which generates with 'sampler'", key="rollout.engine")
+        return SamplerRolloutEngine
+
+    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any,
+                            stops: Sequence[Sequence[int]]) -> Any:
+        """The generator. ``stops``: what ends a sample, each as token ids -- EOS and the
+        template's stop words (a word may be several tokens)."""
+        return self.rollout_engine_class(cfg)(cfg, train_engine, tokenizer, stops)
+
+    def refuse_unimplemented(self, cfg: Any) -> None:
+        """A ``ConfigError`` naming every set key the chosen engines do not act on."""
+        from r1zero.config.engine_keys import refuse_unimplemented
+
+        refuse_unimplemented(cfg, self.train_engine_class(cfg), self.rollout_engine_class(cfg))
 
     def torch_device(self) -> str:
         return self.device

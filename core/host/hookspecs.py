@@ -1,4 +1,4 @@
-"""The four plugin hook families of r1zero.
+"""The five plugin hook families of r1zero.
 
 Every hook receives a ``register`` callback and returns nothing; a plugin calls
 ``register(thing)`` (or ``register(thing, name="other")``) once per thing it provides.
@@ -53,4 +53,14 @@ def register_backends(register):
     collective and Ray resource names, env vars, ``make_train_engine`` /
     ``make_rollout_engine`` and ``validate_layout``. Vendor imports only inside methods.
     Collisions: error unless ``backend.plugin`` picks one.
+    """
+
+
+@hookspec
+def register_algorithms(register):
+    """Register RL algorithms and their pieces (``r1zero.algo.algorithm``): each registered
+    object has a ``name`` and a ``kind`` -- ``algorithm`` (an ``AlgorithmSpec`` naming its
+    advantage estimator, policy loss and defaults), ``advantage_estimator``, ``policy_loss`` or
+    ``kl_controller``. A recipe picks them with ``algorithm.name``, ``algorithm.adv_estimator``,
+    ``algorithm.policy_loss`` and ``algorithm.kl_ctrl``; an unknown name lists the valid ones.
     """

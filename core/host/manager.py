@@ -1,5 +1,5 @@
 """The plugin manager: loads the ``r1zero`` entry-point group and local modules, collects
-what each plugin registers through the four hooks, and looks things up by name.
+what each plugin registers through the five hooks, and looks things up by name.
 
 Built-ins are entry points of r1zero's own distribution, so they travel the same path as a
 third-party package. Loading is lazy and idempotent; failures are recorded, not swallowed:
@@ -32,7 +32,15 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dataset_handlers": ("register_dataset_handlers", "dataset handler", ("name", "convert")),
     "rewards": ("register_rewards", "reward scorer", ("name", "score")),
     "backends": ("register_backends", "backend", ("name", "is_available")),
+    # one hook, four kinds: each registered piece says which by its ``kind`` attribute
+    "algorithms": ("register_algorithms", "algorithm", ("name", "kind", "advantage", "policy_loss")),
+    "advantage_estimators": ("register_algorithms", "advantage estimator", ("name", "kind", "fn")),
+    "policy_losses": ("register_algorithms", "policy loss", ("name", "kind", "fn")),
+    "kl_controllers": ("register_algorithms", "KL controller", ("name", "kind", "make")),
 }
+# the ``kind`` attribute of a piece registered through register_algorithms -> its kind
+PIECE_KINDS = {"algorithm": "algorithms", "advantage_estimator": "advantage_estimators",
+               "policy_loss": "policy_losses", "kl_controller": "kl_controllers"}
 
 
 @attrs.define
@@ -120,17 +128,19 @@ class PluginHost:
         if self._items is None:
             self.load()
             self._items = {k: [] for k in KINDS}
-            for k in KINDS:
-                self._collect(k)
+            for hook_name in dict.fromkeys(h for h, _, _ in KINDS.values()):
+                self._collect(hook_name)
         return self._items[kind]
 
-    def _collect(self, kind: str) -> None:
-        hook_name, noun, required = KINDS[kind]
+    def _collect(self, hook_name: str) -> None:
+        kinds = [k for k, (h, _, _) in KINDS.items() if h == hook_name]
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             info = self.plugins.get(impl.plugin_name) or self._adopt(impl.plugin_name)
             staged: list[Registration] = []
 
             def register(obj: Any, name: str | None = None, _staged=staged, _info=info) -> None:
+                kind = kinds[0] if len(kinds) == 1 else _piece_kind(obj, _info)
+                _, noun, required = KINDS[kind]
                 missing = [a for a in required if not hasattr(obj, a)]
                 if missing:
                     raise PluginError(f"registered a {noun} {obj!r} without {missing}",
@@ -146,8 +156,9 @@ class PluginHost:
             except (Exception, SystemExit) as exc:  # noqa: BLE001
                 self._fail(info, f"{hook_name} raised {_describe(exc)}", exc)
                 continue
-            self._items[kind].extend(staged)
-            info.registered.setdefault(kind, []).extend(r.name for r in staged)
+            for r in staged:
+                self._items[r.kind].append(r)
+                info.registered.setdefault(r.kind, []).append(r.name)
 
     def _adopt(self, plugin_name: str) -> PluginInfo:
         """A plugin registered directly with ``pm.register`` (tests, embedding apps)."""
@@ -206,6 +217,15 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"SystemExit({exc.code!r}): the plugin tried to end the process"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _piece_kind(obj: Any, info: PluginInfo) -> str:
+    """The kind of a piece registered through ``register_algorithms`` (its ``kind``)."""
+    tag = getattr(obj, "kind", None)
+    if tag not in PIECE_KINDS:
+        raise PluginError(f"register_algorithms got {obj!r} whose kind is {tag!r}; expected "
+                          f"one of {', '.join(PIECE_KINDS)}", plugin=info.name)
+    return PIECE_KINDS[tag]
 
 
 def _env_modules() -> list[str]:

@@ -20,6 +20,16 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 class TorchTrainEngine:
+    """The actor, reference, optimizer and schedule on one torch device.
+
+    ``name`` and ``implements`` are the engine interface's declaration of which optional
+    recipe keys it acts on (``r1zero.config.engine_keys``): none, so e.g. ``actor.recompute``
+    is refused before step 1 with this engine. An engine that implements a key lists it.
+    """
+
+    name = "torch"
+    implements: frozenset[str] = frozenset()
+
     def __init__(self, cfg: Any, tokenizer: Any, device: str = "cpu"):
         from transformers import AutoModelForCausalLM
 
@@ -149,19 +159,22 @@ class SeqBatch:
 class SamplerRolloutEngine:
     """Generation from the actor's weights with ``r1zero.trainer.sampler.Sampler``."""
 
+    name = "sampler"
+    implements = frozenset({"rollout.min_p"})
+
     def __init__(self, cfg: Any, train_engine: TorchTrainEngine, tokenizer: Any,
-                 stop_ids: Sequence[int]):
+                 stops: Sequence[Sequence[int]]):
         from r1zero.trainer.sampler import Sampler
 
         self.cfg = cfg
-        self.stop_ids = list(stop_ids)
-        self.sampler = Sampler(train_engine.model, self.stop_ids, train_engine.pad_id)
+        self.sampler = Sampler(train_engine.model, [tuple(s) for s in stops], train_engine.pad_id)
 
     def generate(self, prompts: Sequence[Sequence[int]], n: int,
                  generator: torch.Generator | None = None):
         r = self.cfg.rollout
         return self.sampler.generate(prompts, n, r.max_response_length, temperature=r.temperature,
-                                     top_p=r.top_p, top_k=r.top_k, generator=generator)
+                                     top_p=r.top_p, top_k=r.top_k, generator=generator,
+                                     min_p=r.min_p)
 
     def sync_weights(self) -> None:
         """The sampler reads the actor's parameters in place: nothing to copy."""

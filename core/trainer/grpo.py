@@ -18,14 +18,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from r1zero.algo.filters import varied_groups
 from r1zero.host.errors import CheckpointError
 from r1zero.scoring.pool import ScoringPool
 from r1zero.trainer import checkpoint, guards, preflight
 from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.engine import SeqBatch
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
-from r1zero.trainer.pipeline import Resolved, from_config, prepare, stop_token_ids
+from r1zero.trainer.pipeline import Resolved, from_config, prepare, stop_sequences
 from r1zero.trainer.prompts import Dataset, load_dataset, output_dir
+from r1zero.trainer.samples import Samples
 
 log = logging.getLogger("r1zero.train")
 
@@ -44,11 +46,12 @@ class GRPOTrainer:
         cfg = run.cfg
         self.resolved, self.cfg, self.dist = run, cfg, dist
         self.is_main = dist is None or dist.is_main
-        self.lock = preflight.start(cfg, resume, lock=dist is None)
         self.backend, self.algorithm = run.backend, run.algorithm
         self.backend.require()
-        self.backend.setup(cfg)
         self.backend.validate_layout(cfg)
+        self.backend.refuse_unimplemented(cfg)      # a key no chosen engine acts on: refused
+        self.lock = preflight.start(cfg, resume, lock=dist is None)
+        self.backend.setup(cfg)
         _seed_all(cfg.actor.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.path)
         if data is None:
@@ -57,7 +60,7 @@ class GRPOTrainer:
         self.data, self.prompts = data, data.rows
         self.engine = self.backend.make_train_engine(cfg, self.tokenizer)
         self.rollout = self.backend.make_rollout_engine(
-            cfg, self.engine, self.tokenizer, stop_token_ids(self.tokenizer, run.template.stop_words))
+            cfg, self.engine, self.tokenizer, stop_sequences(self.tokenizer, run.template))
         self.scoring = ScoringPool(run.scorers, workers=cfg.scoring.workers,
                                    timeout_s=cfg.scoring.timeout_s)
         self.order = PromptOrder(len(self.prompts), cfg.data.seed, cfg.data.shuffle)
@@ -110,27 +113,66 @@ class GRPOTrainer:
         return history
 
     def train_step(self) -> dict[str, Any]:
-        cfg, n = self.cfg, self.cfg.rollout.n_samples_per_prompt
         self.timings = {}
         t0 = time.perf_counter()
+        drawn = self._generate(self._draw())
+        samples, filled = drawn, {}
+        if self.algorithm.dynamic_sampling:
+            samples, filled = self._fill(drawn)
+        alg = self.algorithm
+        rewards = torch.tensor(samples.rewards, dtype=torch.float32)
+        advantages = alg.advantages(rewards, torch.as_tensor(samples.group))
+        seqs = [(r.input_ids, resp) for r, resp in zip(samples.owners, samples.response_ids)]
+        train = [i for i, done in enumerate(samples.finished) if done or not alg.overlong_mask]
+        update = self.update([seqs[i] for i in train], advantages[train]) if train else {}
+        alg.kl_ctrl.update(update.get("kl", 0.0), len(train))
+        self.rollout.sync_weights()
+        step_s = time.perf_counter() - t0
+        m = self._metrics(drawn, update, step_s)
+        m.update(filled)
+        m["actor/kl_coef"] = alg.kl_ctrl.value
+        if alg.overlong_mask:
+            m["algorithm/overlong_masked"] = len(seqs) - len(train)
+        m["algorithm/trained_samples"] = len(train)
+        return m
+
+    def _draw(self) -> list:
+        """The next global batch of prompts (this rank's share of it)."""
+        cfg = self.cfg
         ids = self.order.take(cfg.actor.global_batch_size)
         if self.dist is not None:       # this rank's share; a GRPO group never spans ranks
             ids = self.dist.shard(ids, cfg.actor.mini_batch_size or cfg.actor.global_batch_size)
-        rows = [self.prompts[i] for i in ids]
+        return [self.prompts[i] for i in ids]
+
+    def _generate(self, rows: list) -> Samples:
+        """Rollout and scoring of ``rows``: n samples per prompt, each with its reward."""
         with self._timer("rollout"):
-            out = self.rollout.generate([r.input_ids for r in rows], n, self.generator)
+            out = self.rollout.generate([r.input_ids for r in rows],
+                                        self.cfg.rollout.n_samples_per_prompt, self.generator)
         with self._timer("reward"):
             texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
             owners = [rows[i] for i in out.prompt_index]
-            scored = self.scoring.score(texts, [r.ground_truth for r in owners],
-                                        [r.extra for r in owners])
-        rewards = torch.tensor(scored.rewards, dtype=torch.float32)
-        advantages = self.algorithm.advantages(rewards, torch.as_tensor(out.prompt_index))
-        seqs = [(r.input_ids, resp) for r, resp in zip(owners, out.response_ids)]
-        update = self.update(seqs, advantages)
-        self.rollout.sync_weights()
-        step_s = time.perf_counter() - t0
-        return self._metrics(rows, out, scored, update, step_s)
+            extras = [{**r.extra, "response_tokens": len(resp)}
+                      for r, resp in zip(owners, out.response_ids)]
+            scored = self.scoring.score(texts, [r.ground_truth for r in owners], extras)
+        return Samples.of(rows, out, scored)
+
+    def _fill(self, drawn: Samples) -> tuple[Samples, dict[str, float]]:
+        """DAPO's dynamic sampling: keep the groups whose rewards differ and refill the batch
+        from further prompts, at most ``algorithm.max_resample`` extra rounds; the batch is
+        then the first ``global_batch_size`` kept groups (fewer when the rounds ran out)."""
+        want = len(drawn.rows)
+        kept = drawn.keep(varied_groups(drawn.rewards, drawn.group))
+        rounds = 0
+        while len(kept.rows) < want and rounds < self.algorithm.max_resample:
+            rounds += 1
+            more = self._generate(self._draw())
+            kept.extend(more.keep(varied_groups(more.rewards, more.group)))
+        if len(kept.rows) < want:
+            log.info("step %d: dynamic sampling kept %d of %d groups after %d extra rounds",
+                     self.step, len(kept.rows), want, rounds)
+        kept = kept.keep(range(min(want, len(kept.rows))))
+        return kept, {"algorithm/resample_rounds": rounds, "algorithm/groups_kept": len(kept.rows)}
 
     # -- update ------------------------------------------------------------------------
     def _micro_batches(self, order: list[int], seqs: list) -> list[list[int]]:
@@ -225,12 +267,14 @@ class GRPOTrainer:
         return stats
 
     # -- metrics, checkpoints --------------------------------------------------------
-    def _metrics(self, rows, out, scored, update, step_s) -> dict[str, Any]:
+    def _metrics(self, samples: Samples, update: dict, step_s: float) -> dict[str, Any]:
+        """The step's metrics, over the batch as drawn (before any dynamic-sampling filter)."""
         cfg, n = self.cfg, self.cfg.rollout.n_samples_per_prompt
+        rows = samples.rows
         s = {"ids": [r.id for r in rows], "plens": [len(r.input_ids) for r in rows],
-             "lens": [len(r) for r in out.response_ids], "finished": [bool(f) for f in out.finished],
-             "rewards": list(scored.rewards), "components": dict(scored.components),
-             "counts": dict(scored.counts)}
+             "lens": [len(r) for r in samples.response_ids], "finished": list(samples.finished),
+             "rewards": list(samples.rewards), "components": dict(samples.components),
+             "counts": dict(samples.counts)}
         timings = self.timings
         if self.dist is not None:       # all ranks' samples in rank order; the slowest rank's times
             s, timings, step_s = self.dist.merge_step(s, timings, step_s)
@@ -260,7 +304,7 @@ class GRPOTrainer:
 
     def save(self) -> Path | None:
         extra = {"data": self.order.state(), "rng": checkpoint.rng_state(self.generator),
-                 "step": self.step}
+                 "step": self.step, "kl_coef": self.algorithm.kl_ctrl.value}
         if self.dist is not None:       # every rank's sampler stream, for an exact resume
             extra["rng_ranks"] = self.dist.gather(extra["rng"])
             if not self.is_main:
@@ -284,6 +328,8 @@ class GRPOTrainer:
         if rng:
             checkpoint.set_rng_state(rng, self.generator)
         self.step = state["step"]
+        if "kl_coef" in state:          # an adaptive controller's value at the checkpoint
+            self.algorithm.kl_ctrl.value = state["kl_coef"]
         log.info("resumed from %s at step %d", path, self.step)
 
     @contextmanager

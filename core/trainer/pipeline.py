@@ -12,9 +12,11 @@ returns is passed inward: nothing below looks a plugin up again.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import attrs
+
+from r1zero.host.errors import ConfigError
 
 from r1zero.host.registry import get_backend, get_handler, get_scorers, get_template
 
@@ -55,7 +57,6 @@ def prepare(run: Resolved, force: bool = False, skip_bad_rows: bool | None = Non
     An output whose manifest matches the inputs is reused unless ``force``."""
     from r1zero.config.load import to_dict
     from r1zero.data.preprocess import preprocess
-    from r1zero.host.errors import ConfigError
     from r1zero.trainer.prompts import output_dir
 
     cfg = run.cfg
@@ -69,11 +70,15 @@ def prepare(run: Resolved, force: bool = False, skip_bad_rows: bool | None = Non
         config={"data": to_dict(cfg.data), "template": to_dict(cfg.template)}, force=force)
 
 
-def stop_token_ids(tokenizer: Any, stop_words: Sequence[str]) -> list[int]:
-    """EOS plus the token id of each stop word (each must be one token of ``tokenizer``)."""
-    ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-    for word in stop_words:
-        toks = tokenizer.encode(word, add_special_tokens=False)
-        if len(toks) == 1 and toks[0] not in ids:
-            ids.append(toks[0])
-    return ids
+def stop_sequences(tokenizer: Any, template: Any) -> list[tuple[int, ...]]:
+    """What ends a sample, as token ids: EOS, then each of the template's stop words (one id,
+    or several for a word the tokenizer splits). A word that encodes to nothing is refused."""
+    stops = [] if tokenizer.eos_token_id is None else [(tokenizer.eos_token_id,)]
+    for word in template.stop_words:
+        toks = tuple(tokenizer.encode(word, add_special_tokens=False))
+        if not toks:
+            raise ConfigError(f"template {template.name!r}: stop word {word!r} encodes to no "
+                              "token of this tokenizer", key="template.name")
+        if toks not in stops:
+            stops.append(toks)
+    return stops

@@ -205,6 +205,8 @@ def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
     backend = resolved.backend
     backend.require()
     backend.validate_layout(cfg)
+    backend.refuse_unimplemented(cfg)
+    refuse_uneven_steps(resolved.algorithm, backend.world_size(cfg))
     lock = preflight.start(cfg, resume)  # the driver holds the run directories for all ranks
     try:
         prepare(resolved)               # once, here: the ranks then load it
@@ -226,3 +228,15 @@ def _run_group(cfg: Any, backend: Any, resume: bool) -> list[dict]:
     finally:
         if started:
             ray.shutdown()
+
+
+def refuse_uneven_steps(algorithm: Any, world: int) -> None:
+    """Dynamic sampling and overlong masking change how many sequences each rank trains on,
+    so ranks would take different numbers of optimizer steps and wait in a collective
+    forever; refused on more than one rank."""
+    for key, on in (("dynamic_sampling", algorithm.dynamic_sampling),
+                    ("overlong_mask", algorithm.overlong_mask)):
+        if on and world > 1:
+            raise ConfigError(f"algorithm {algorithm.name!r}: {key} is not implemented for "
+                              f"data-parallel runs ({world} ranks); set algorithm.{key}: false "
+                              "or train on one rank", key=f"algorithm.{key}")

@@ -53,13 +53,17 @@ class SampleOutput:
 class Sampler:
     """Batched sampler over a transformers causal LM (read in place, never copied)."""
 
-    def __init__(self, model: Any, stop_token_ids: Sequence[int], pad_token_id: int,
-                 path: str = "auto"):
-        """``path``: "fast" (own forward, Llama family only), "hf" (the model's forward) or
-        "auto" (fast where supported); ``self.path`` is the one chosen, ``self.path_reason``
-        why the fast one was not."""
+    def __init__(self, model: Any, stop_token_ids: Sequence[int | Sequence[int]],
+                 pad_token_id: int, path: str = "auto"):
+        """``stop_token_ids``: ids that end a sample, or id sequences that end it once all of
+        them were generated in a row (a stop word of several tokens). ``path``: "fast" (own
+        forward, Llama family only), "hf" (the model's forward) or "auto" (fast where
+        supported); ``self.path`` is the one chosen, ``self.path_reason`` why not fast."""
         self.model = model
-        self.stop_token_ids = [int(t) for t in stop_token_ids]
+        stops = [tuple(int(t) for t in s) if isinstance(s, (list, tuple)) else (int(s),)
+                 for s in stop_token_ids]
+        self.stop_token_ids = [s[0] for s in stops if len(s) == 1]
+        self.stop_sequences = [s for s in stops if len(s) > 1]
         self.pad_token_id = int(pad_token_id)
         ok, self.path_reason = fast_path_supported(model)
         if path not in ("auto", "fast", "hf"):
@@ -71,7 +75,7 @@ class Sampler:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = -1,
-                 generator: torch.Generator | None = None) -> SampleOutput:
+                 generator: torch.Generator | None = None, min_p: float = 0.0) -> SampleOutput:
         """n samples for each prompt (lists of token ids, any lengths), at most max_new_tokens each.
 
         temperature 0 (or top_k 1) is greedy decoding. ``generator`` seeds the sampling (one
@@ -94,8 +98,9 @@ class Sampler:
                 self.model, ids.shape[1] + max_new_tokens)
             logits = stepper.prefill(ids, mask, pos, n)
             tokens, lps, lengths = _decode_loop(
-                stepper, logits, pos[:, -1].repeat_interleave(n) + 1, self._stop_tensor(device),
-                max_new_tokens, (temperature, top_k, top_p), generator)
+                stepper, logits, pos[:, -1].repeat_interleave(n) + 1,
+                (self._stop_tensor(device), [torch.tensor(s, device=device)
+                                              for s in self.stop_sequences]), max_new_tokens, (temperature, top_k, top_p, min_p), generator)
         finally:
             self.model.train(was_training)
         for i, (row, lp, length) in enumerate(zip(tokens.tolist(), lps.tolist(), lengths.tolist())):
@@ -132,12 +137,14 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
     return ids.to(device), mask.to(device), pos.to(device)
 
 
-def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stop: Tensor, max_new: int,
-                 sampling: tuple[float, int, float], generator: torch.Generator | None):
+def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stops: tuple, max_new: int,
+                 sampling: tuple[float, int, float, float], generator: torch.Generator | None):
     """Sample max_new steps -> tokens (B, max_new), logprobs (B, max_new), lengths (B,).
 
     lengths[i] = +k when row i stopped at its k-th token, -max_new when it never stopped.
+    ``stops``: (single stop ids (S,), [stop sequences (k,) of k >= 2 ids]).
     """
+    stop, sequences = stops
     b, device = logits.shape[0], logits.device
     tokens = torch.zeros((b, max_new), dtype=torch.long, device=device)
     lps = torch.zeros((b, max_new), dtype=torch.float32, device=device)
@@ -147,7 +154,12 @@ def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stop: Tensor, max_ne
     for step in range(max_new):
         tok, lp = sample_next(logits, *sampling, generator=generator)
         tokens[rows, step], lps[rows, step] = tok, lp
-        newly = torch.isin(tok, stop) & ~done
+        newly = torch.isin(tok, stop)
+        for seq in sequences:       # the last len(seq) tokens of each row are the stop word
+            k = seq.numel()
+            if step + 1 >= k:
+                newly |= (tokens[rows, step + 1 - k:step + 1] == seq).all(-1)
+        newly &= ~done
         lengths[rows[newly]] = step + 1
         done |= newly
         n_done = int(done.sum())
@@ -162,13 +174,15 @@ def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stop: Tensor, max_ne
 
 
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int = -1, top_p: float = 1.0,
-                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+                min_p: float = 0.0, generator: torch.Generator | None = None
+                ) -> tuple[Tensor, Tensor]:
     """(B, V) logits -> (B,) sampled token ids and their (B,) log-probs.
 
     p = softmax(logits / temperature), restricted to the top_k most likely tokens (top_k <= 0:
     all), then to the smallest prefix of them (by falling probability) whose mass reaches top_p
     (a token is kept when the mass before it is < top_p), renormalised -- the order and rule of
-    transformers' TopK/TopP warpers. Temperature 0 or top_k 1 takes the argmax. Draws by
+    transformers' TopK/TopP warpers; then min_p keeps the tokens with p >= min_p · max p (the
+    MinP warper). Temperature 0 or top_k 1 takes the argmax. Draws by
     inverse CDF: token = first v with cumsum(p)_v > u·sum(p), u ~ U[0, 1) from ``generator``
     (a float32 running sum: each token's mass is off by at most ~1e-7 absolute).
     The returned log-prob is log softmax(logits / temperature) of the token, unfiltered.
@@ -190,6 +204,8 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int = -1, top_p
     if top_p < 1.0:  # transformers renormalises after top-k, before top-p
         kept = kept / kept.sum(-1, keepdim=True)
         kept = kept * ((kept.cumsum(-1) - kept) < top_p)
+    if min_p > 0.0:  # relative to the most likely token, which every filter above keeps
+        kept = kept * (kept >= min_p * kept.amax(-1, keepdim=True))
     cdf = kept.cumsum(-1)  # unnormalised after filtering: u is scaled by the total
     total = cdf[:, -1:]
     g_device = generator.device if generator is not None else cdf.device

@@ -1,6 +1,6 @@
 """Built-in backend ``ascend_a3``: Huawei Ascend A3 (16 dies per node), torch_npu + HCCL,
 Ray resource ``NPU``; vllm-ascend for generation, megatron-core + mindspeed for training the
-large layouts of the 671B recipe (REFERENCE.md §5-§6).
+large layouts of the 671B recipe (MindSpeed-RL's DeepSeek-V3 R1-Zero setup).
 
 Unverified on hardware: this project has no NPU. What is tested here is what needs no chip —
 the availability report, the environment of MindSpeed-RL's runtime_env, and the A3 layout
@@ -11,13 +11,13 @@ not implemented in r1zero, and asking for one is a ``BackendUnavailable`` that s
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from r1zero.host.backends import Backend
 from r1zero.host.errors import BackendUnavailable
 from r1zero.host.hookspecs import hookimpl
 from r1zero.config.layout import A3_DIES_PER_NODE
-from r1zero.plugins.backends.probe import import_error, vllm_or_default, missing_modules
+from r1zero.plugins.backends.probe import import_error, vllm_or_sampler, missing_modules
 
 A3_DIE_MEMORY = 64 * 1024 ** 3
 
@@ -96,9 +96,8 @@ class AscendA3Backend(Backend):
 
         return super().make_train_engine(cfg, tokenizer)
 
-    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any,
-                            stop_ids: Sequence[int]) -> Any:
-        return vllm_or_default(self, cfg, train_engine, tokenizer, stop_ids, ("vllm", "vllm_ascend"))
+    def rollout_engine_class(self, cfg: Any) -> type:
+        return vllm_or_sampler(self, cfg, ("vllm", "vllm_ascend"))
 
 
 @hookimpl

@@ -7,12 +7,12 @@ availability report, the layout rules and the choice of rollout engine.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from r1zero.host.backends import Backend
 from r1zero.host.errors import ConfigError
 from r1zero.host.hookspecs import hookimpl
-from r1zero.plugins.backends.probe import vllm_or_default
+from r1zero.plugins.backends.probe import vllm_or_sampler
 
 
 class CUDABackend(Backend):
@@ -58,9 +58,8 @@ class CUDABackend(Backend):
         self.require()
         return super().make_train_engine(cfg, tokenizer)
 
-    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any,
-                            stop_ids: Sequence[int]) -> Any:
-        return vllm_or_default(self, cfg, train_engine, tokenizer, stop_ids)
+    def rollout_engine_class(self, cfg: Any) -> type:
+        return vllm_or_sampler(self, cfg)
 
 
 @hookimpl

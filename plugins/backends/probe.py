@@ -1,7 +1,6 @@
 """Import probes for vendor stacks (torch_npu, vllm, megatron.core, mindspeed).
 
-Backends call these inside ``is_available`` and the factories, never at module top (STYLE §8),
-so a backend lists and reports on any machine. A probe returns the reason a module cannot be
+Backends call these inside ``is_available`` and the factories, never at module top, so a backend lists and reports on any machine. A probe returns the reason a module cannot be
 imported, in the form an error message wants: ``"No module named 'torch_npu'"``.
 """
 
@@ -32,10 +31,10 @@ def missing_modules(modules: Iterable[str]) -> list[str]:
     return out
 
 
-def vllm_or_default(backend: Any, cfg: Any, train_engine: Any, tokenizer: Any,
-                    stop_ids: Sequence[int], modules: Sequence[str] = ("vllm",)) -> Any:
-    """The vLLM rollout engine when ``rollout.engine`` selects it (``use_vllm``: "vllm" always,
-    "auto" when every module in ``modules`` imports), else the base backend's lean sampler."""
+def vllm_or_sampler(backend: Any, cfg: Any, modules: Sequence[str] = ("vllm",)) -> type:
+    """The rollout engine class ``rollout.engine`` selects (``use_vllm``): vLLM for "vllm"
+    always, for "auto" when every module in ``modules`` imports; else the base backend's lean
+    sampler."""
     from r1zero.host.backends import Backend
     from r1zero.plugins.backends.vllm_rollout import use_vllm
 
@@ -49,5 +48,5 @@ def vllm_or_default(backend: Any, cfg: Any, train_engine: Any, tokenizer: Any,
         backend.require()
         from r1zero.plugins.backends.vllm_rollout import VLLMRolloutEngine
 
-        return VLLMRolloutEngine(cfg, train_engine, tokenizer, stop_ids)
-    return Backend.make_rollout_engine(backend, cfg, train_engine, tokenizer, stop_ids)
+        return VLLMRolloutEngine
+    return Backend.rollout_engine_class(backend, cfg)

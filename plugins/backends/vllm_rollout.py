@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Sequence
 
-from r1zero.host.errors import BackendUnavailable
+from r1zero.host.errors import BackendUnavailable, ConfigError
 
 
 def use_vllm(engine: str, vllm_error: str | None, backend: str, module: str = "vllm") -> bool:
@@ -139,6 +139,17 @@ def push_weights(llm: Any, named_tensors: Iterable[tuple[str, Any]], in_process:
     return len(weights)
 
 
+def single_token_stops(stops: Sequence[Sequence[int]]) -> list[int]:
+    """vLLM's ``stop_token_ids``: the rollout here stops on single tokens only (it does not
+    detokenize), so a stop word of several tokens is refused before step 1."""
+    many = [list(s) for s in stops if len(s) != 1]
+    if many:
+        raise ConfigError(f"the vllm rollout stops on single tokens; stop words of several tokens "
+                          f"{many} would be dropped: make them special tokens of the tokenizer, "
+                          "or use rollout.engine: sampler", key="template.name")
+    return [int(s[0]) for s in stops]
+
+
 class VLLMRolloutEngine:
     """Generation with vLLM from token-id prompts; weights pushed from the actor after each step.
 
@@ -146,7 +157,14 @@ class VLLMRolloutEngine:
     actor on the same devices, so ``rollout.gpu_memory_utilization`` must leave the actor room.
     """
 
-    def __init__(self, cfg: Any, train_engine: Any, tokenizer: Any, stop_ids: Sequence[int]):
+    name = "vllm"
+    implements = frozenset({
+        "rollout.min_p", "rollout.tensor_parallel", "rollout.pipeline_parallel",
+        "rollout.expert_parallel", "rollout.max_num_seqs", "rollout.max_model_len",
+        "rollout.max_num_batched_tokens", "rollout.gpu_memory_utilization", "rollout.enforce_eager"})
+
+    def __init__(self, cfg: Any, train_engine: Any, tokenizer: Any,
+                 stops: Sequence[Sequence[int]]):
         # apply_model ships LoadWeights to worker processes; vLLM V1 refuses to pickle
         # arbitrary objects unless this is set.
         os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
@@ -154,7 +172,7 @@ class VLLMRolloutEngine:
 
         self.cfg, self.train_engine = cfg, train_engine
         self._sampling_params = SamplingParams
-        self.stop_ids = list(stop_ids)
+        self.stop_ids = single_token_stops(stops)
         self.llm = LLM(**llm_kwargs(cfg))
         self.in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
         self._synced = False

@@ -3,7 +3,15 @@ import math
 import pytest
 import torch
 
-from r1zero.algo import aggregate_loss, clipped_policy_loss, masked_mean, objective
+from r1zero.algo import aggregate_loss, masked_mean, objective, ppo_clip_loss
+
+
+def clipped_policy_loss(logp, logp_old, adv, mask, clip_ratio=.2, clip_ratio_high=None,
+                        dual_clip=None, agg="token-mean"):
+    """The PPO term as the objective aggregates it: (loss, clipfrac, approx_kl)."""
+    mat, clipfrac, approx_kl = ppo_clip_loss(logp, logp_old, adv, mask, clip_ratio=clip_ratio,
+                                             clip_ratio_high=clip_ratio_high, dual_clip=dual_clip)
+    return aggregate_loss(mat, mask, agg), clipfrac, approx_kl
 
 # One sequence of 4 tokens, logp_old = 0 so ratio = exp(logp) = 1.5, .9, 1.5, .5 ; A = 1,1,-1,-1.
 RATIO = torch.tensor([[1.5, .9, 1.5, .5]])

@@ -20,15 +20,15 @@ from tests.tiny_qwen2 import save_tiny_qwen2
 from tests.plugins_experience.installing import EXAMPLES, ensure_installed, install_to
 
 EXAMPLE_DIRS = [EXAMPLES / "r1zero-length-reward", EXAMPLES / "r1zero-template-example",
-                EXAMPLES / "r1zero-cpu-alias"]
+                EXAMPLES / "r1zero-cpu-alias", EXAMPLES / "r1zero-cispo"]
 # `r1zero plugin new KIND NAME` for every kind
 SCAFFOLDED = {"rewards": "my_reward", "templates": "my_template", "datasets": "my_dataset",
-              "backends": "my_backend"}
+              "backends": "my_backend", "algorithms": "my_algorithm"}
 
 
 @pytest.fixture(scope="session")
 def examples_installed() -> list[Path]:
-    """The three example packages, installed editable (skipped if already installed from here)."""
+    """The example packages, installed editable (skipped if already installed from here)."""
     ensure_installed(EXAMPLE_DIRS)
     return EXAMPLE_DIRS
 

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from r1zero.host import hookspecs
 from r1zero.host.manager import KINDS, PluginHost
@@ -16,7 +17,9 @@ from r1zero.scoring.pool import ScoringPool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "plugins.md"
-HOOK_KIND = {hook: kind for kind, (hook, _noun, _attrs) in KINDS.items()}
+HOOK_KINDS: dict[str, list[str]] = {}
+for _kind, (_hook, _noun, _attrs) in KINDS.items():
+    HOOK_KINDS.setdefault(_hook, []).append(_kind)
 
 
 def hookspec_signatures() -> dict[str, str]:
@@ -31,8 +34,8 @@ def sections() -> dict[str, str]:
     return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts), 2)}
 
 
-def test_four_hookspecs_are_known():
-    assert set(hookspec_signatures()) == set(HOOK_KIND)
+def test_five_hookspecs_are_known():
+    assert set(hookspec_signatures()) == set(HOOK_KINDS) and len(HOOK_KINDS) == 5
 
 
 def test_every_hookspec_has_a_heading_with_its_literal_signature():
@@ -59,13 +62,12 @@ def test_docs_example_is_a_working_plugin(hook, code, tmp_path):
     path = tmp_path / f"doc_{hook}.py"
     path.write_text(code, encoding="utf-8")
     host = PluginHost(modules=[str(path)], entry_points=False).load()
-    kind = HOOK_KIND[hook]
-    regs = host.items(kind)
+    regs = [r for kind in HOOK_KINDS[hook] for r in host.items(kind)]
     info = host.plugins[str(path)]
     assert info.error is None, info.error
     assert regs and all(r.plugin is info for r in regs)
-    for obj in (r.obj for r in regs):
-        _exercise(kind, obj, tmp_path)
+    for r in regs:
+        _exercise(r.kind, r.obj, tmp_path)
 
 
 def _exercise(kind: str, obj, tmp_path: Path) -> None:
@@ -88,6 +90,16 @@ def _exercise(kind: str, obj, tmp_path: Path) -> None:
                                 "<think>所以 是 5</think>", "\x00" * 1000], ["5"] * 3)
         assert not batch.errors and batch.rewards == [1.0, pytest.approx(1 / 3), 0.0]
         assert obj.configure(min_words=3).score("<think>a b</think>", "", {})["reward"] == 0.0
+    elif kind == "advantage_estimators":       # two prompts' groups, interleaved
+        got = obj.fn(torch.tensor([1., 0., 0., 0.]), torch.tensor([0, 1, 0, 0]), None)
+        assert torch.allclose(got, torch.tensor([1., 0., -.5, -.5]))   # rloo: n/(n-1)(r - mean)
+    elif kind == "algorithms":
+        from r1zero.algo.algorithm import resolve_algorithm
+        from r1zero.config.load import load_config
+
+        host = PluginHost(modules=[str(tmp_path / "doc_register_algorithms.py")]).load()
+        alg = resolve_algorithm(load_config(None, [f"algorithm.name={obj.name}"]), host)
+        assert alg.name == obj.name
     elif kind == "backends":
         ok, reason = obj.is_available()
         assert isinstance(ok, bool) and reason

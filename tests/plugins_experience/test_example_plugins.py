@@ -1,5 +1,5 @@
-"""The three example packages under examples/plugins/, pip-installed into this environment:
-``r1zero plugins`` lists them, their own tests pass, and a real GRPO run uses all three by name
+"""The four example packages under examples/plugins/, pip-installed into this environment:
+``r1zero plugins`` lists them, their own tests pass, and a real GRPO run uses all four by name
 from the config (reward composed with base_acc; every component logged and plotted)."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ EXPECTED = {   # entry-point name -> (distribution, what it registers)
     "length_reward": ("r1zero-length-reward", {"rewards": ["length_penalty"]}),
     "chat_template": ("r1zero-template-example", {"templates": ["chat_r1"]}),
     "cpu_alias": ("r1zero-cpu-alias", {"backends": ["cpu_alias"]}),
+    "cispo": ("r1zero-cispo", {"policy_losses": ["cispo"], "algorithms": ["cispo"]}),
 }
 COMPONENTS = ["base_acc/reward", "base_acc/format", "base_acc/accuracy",
               "length_penalty/reward", "length_penalty/length", "length_penalty/overlong"]
@@ -35,6 +36,7 @@ def test_cli_lists_the_installed_examples(examples_installed, capsys, monkeypatc
         assert (row["source"], row["distribution"], row["version"]) == ("installed", dist, "0.1.0")
         assert row["registered"] == registered and row["error"] is None
     assert rows["base_acc"]["source"] == "built-in"      # the built-ins are still there
+    assert rows["algorithms"]["registered"]["algorithms"] == ["grpo", "dr_grpo", "dapo", "gspo"]
 
 
 def test_hook_register_rewards(examples_installed):
@@ -61,7 +63,7 @@ def test_examples_own_tests_pass(author_run):
 
 def test_training_uses_the_examples_by_name(examples_installed, write_recipe, tmp_path):
     path = write_recipe(
-        template={"name": "chat_r1"}, backend={"name": "cpu_alias"},
+        template={"name": "chat_r1"}, backend={"name": "cpu_alias"}, algorithm={"name": "cispo"},
         rewards={"base_acc": {"weight": 1.0},
                  "length_penalty": {"weight": 0.5, "options": {"max_length": 24, "buffer": 8}}},
         actor={"lr": 1.0e-3, "global_batch_size": 2, "micro_batch_size": 4, "train_iters": 1})
@@ -71,6 +73,7 @@ def test_training_uses_the_examples_by_name(examples_installed, write_recipe, tm
     finally:
         trainer.close()
     assert (trainer.backend.name, trainer.backend.ray_resource) == ("cpu_alias", "r1zero_cpu")
+    assert trainer.algorithm.name == "cispo" and trainer.algorithm.policy_loss.__module__ == "r1zero_cispo"
     prompt = trainer.tokenizer.decode(trainer.prompts[0].input_ids)
     assert prompt.startswith("<|bos|>System: A conversation between User and Assistant.")
     assert prompt.endswith("\nAssistant:")

@@ -88,6 +88,19 @@ def test_greedy_with_stop_tokens_equals_hf(qwen2, prompts):
     assert out.finished == [r[-1] in stop for r in want]
 
 
+def test_a_stop_word_of_several_tokens_ends_the_sample_after_its_last_token(qwen2, prompts):
+    # the 2-token sequence at positions 4-5 of row 0's free greedy run: row 0 stops there, with
+    # the word kept; a row whose run never holds the pair is not cut by its first token alone
+    free = _hf_greedy(qwen2, prompts, 24)
+    word = (free[0][4], free[0][5])
+    out = Sampler(qwen2, [word], PAD).generate(prompts, 1, 24, top_k=1)
+    for row, got, done in zip(free, out.response_ids, out.finished):
+        ends = [t + 2 for t in range(len(row) - 1) if tuple(row[t:t + 2]) == word]
+        want = row[:ends[0]] if ends else row
+        assert (got, done) == (want, bool(ends))
+    assert out.response_ids[0] == free[0][:6] and out.finished[0]
+
+
 @pytest.mark.parametrize("cls,cfg_cls,extra", [
     (LlamaForCausalLM, LlamaConfig, {}),
     (LlamaForCausalLM, LlamaConfig, {"attention_bias": True}),
@@ -208,6 +221,20 @@ def test_sampling_rule_matches_hand_numbers_and_transformers(temperature, top_k,
     assert (freq - want).abs().le(4 * sigma + 1e-9).all(), (freq, want)
     # the returned log-prob is the unfiltered log softmax(logits / temperature)
     assert torch.allclose(lp, torch.log_softmax(logits / temperature, -1)[tok], atol=1e-6)
+
+
+def test_min_p_keeps_tokens_within_a_share_of_the_top_one():
+    # p = .5, .3, .15, .05, 0; min_p .4 -> threshold .2: keep .5 and .3 -> .625, .375 ;
+    # the same as transformers' MinPLogitsWarper
+    from transformers.generation.logits_process import MinPLogitsWarper
+
+    logits = torch.tensor([.5, .3, .15, .05, 0.]).log()
+    hf = torch.softmax(MinPLogitsWarper(0.4)(None, logits[None].clone()), -1)[0]
+    assert torch.allclose(hf, torch.tensor([.625, .375, 0, 0, 0]), atol=1e-6)
+    n = 20_000
+    tok, _ = sample_next(logits.expand(n, 5), min_p=0.4, generator=torch.Generator().manual_seed(2))
+    freq = torch.bincount(tok, minlength=5).float() / n
+    assert freq[2:].sum() == 0 and abs(freq[0] - .625) < 4 * (.625 * .375 / n) ** .5
 
 
 def test_tokens_cut_by_top_p_are_never_drawn():

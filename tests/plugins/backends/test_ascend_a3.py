@@ -18,7 +18,7 @@ RECIPE = Path(__file__).resolve().parents[3] / "examples" / "r1_zero_deepseek_67
 NO_TORCH_NPU = import_error("torch_npu")
 needs_no_torch_npu = pytest.mark.skipif(NO_TORCH_NPU is None, reason="torch_npu is installed here")
 
-# REFERENCE.md §6, runtime_env.yaml + the launch script's exports, with VLLM_DP_SIZE = rollout EP.
+# MindSpeed-RL's runtime_env.yaml + its launch script's exports, with VLLM_DP_SIZE = rollout EP.
 SEED_ENV = {
     "HCCL_CONNECT_TIMEOUT": "1800", "HCCL_EXEC_TIMEOUT": "3600", "HCCL_BUFFSIZE": "256",
     "CUDA_DEVICE_MAX_CONNECTIONS": "1", "TASK_QUEUE_ENABLE": "2",
@@ -100,7 +100,7 @@ def test_train_engine_refuses_with_the_reason(a3, seed_cfg):
 @pytest.mark.skipif(import_error("vllm") is None, reason="vllm is installed here")
 def test_rollout_engine_vllm_refuses_with_the_module(a3, seed_cfg):
     with pytest.raises(BackendUnavailable, match="rollout.engine is 'vllm' but vllm is not importable"):
-        a3.make_rollout_engine(seed_cfg, train_engine=None, tokenizer=None, stop_ids=[])
+        a3.make_rollout_engine(seed_cfg, train_engine=None, tokenizer=None, stops=[])
 
 
 # -- on an NPU -----------------------------------------------------------------------------------

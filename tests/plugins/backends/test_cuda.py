@@ -68,7 +68,7 @@ def test_rollout_engine_choice():
 def test_asking_for_vllm_without_it_names_the_module(cuda):
     with pytest.raises(BackendUnavailable, match="vllm is not importable"):
         cuda.make_rollout_engine(_cfg("rollout.engine=vllm"), train_engine=None, tokenizer=None,
-                                 stop_ids=[])
+                                 stops=[])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -112,7 +112,7 @@ def test_vllm_rollout_on_gpu(cuda, tmp_path):
                "rollout.max_response_length=8", "rollout.gpu_memory_utilization=0.3",
                "rollout.enforce_eager=true")
     train = cuda.make_train_engine(cfg, tokenizer)
-    rollout = cuda.make_rollout_engine(cfg, train, tokenizer, [tokenizer.eos_token_id])
+    rollout = cuda.make_rollout_engine(cfg, train, tokenizer, [(tokenizer.eos_token_id,)])
     prompts = [[1, 5, 6], [1, 7]]
     a = rollout.generate(prompts, 2, torch.Generator().manual_seed(0))
     b = rollout.generate(prompts, 2, torch.Generator().manual_seed(0))

@@ -1,0 +1,59 @@
+"""One step's scored samples, group by group: what dynamic sampling concatenates and filters.
+
+Group g is the samples of prompt ``rows[g]``; ``group[i]`` is sample i's group. A rollout's
+``SampleOutput`` and the pool's ``ScoreBatch`` for it make one ``Samples``; further rounds
+(DAPO's dynamic sampling) are appended with ``extend`` and groups dropped with ``keep``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import attrs
+
+
+@attrs.define
+class Samples:
+    rows: list                      # the prompts (PromptRow), one per group
+    group: list[int]                # sample -> index into rows
+    response_ids: list[list[int]]
+    finished: list[bool]
+    rewards: list[float]
+    components: dict[str, list[float]]
+    counts: dict[str, int]
+
+    @classmethod
+    def of(cls, rows: list, out: Any, scored: Any) -> "Samples":
+        return cls(list(rows), list(out.prompt_index), [list(r) for r in out.response_ids],
+                   [bool(f) for f in out.finished], list(scored.rewards),
+                   {k: list(v) for k, v in scored.components.items()}, dict(scored.counts))
+
+    def __len__(self) -> int:
+        return len(self.group)
+
+    @property
+    def owners(self) -> list:
+        return [self.rows[g] for g in self.group]
+
+    def extend(self, other: "Samples") -> None:
+        """Append another round's samples (its groups numbered after this one's)."""
+        base = len(self.rows)
+        self.rows.extend(other.rows)
+        self.group.extend(g + base for g in other.group)
+        self.response_ids.extend(other.response_ids)
+        self.finished.extend(other.finished)
+        self.rewards.extend(other.rewards)
+        for k, v in other.components.items():
+            self.components.setdefault(k, []).extend(v)
+        for k, v in other.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + v
+
+    def keep(self, groups: Iterable[int]) -> "Samples":
+        """Only the samples of ``groups`` (in their order here), groups renumbered 0.."""
+        new = {g: i for i, g in enumerate(sorted(set(groups)))}
+        idx = [i for i, g in enumerate(self.group) if g in new]
+        return Samples([self.rows[g] for g in sorted(new)], [new[self.group[i]] for i in idx],
+                       [self.response_ids[i] for i in idx], [self.finished[i] for i in idx],
+                       [self.rewards[i] for i in idx],
+                       {k: [v[i] for i in idx] for k, v in self.components.items()},
+                       dict(self.counts))

@@ -1,0 +1,1 @@
+"""Built-in RL algorithms (``builtin``), registered through ``register_algorithms``."""
