@@ -3,7 +3,7 @@
     python benchmarks/reward_bench.py [--rounds 3] [--timeout 5] [--skip-hostile | --hostile-only]
                                       [--bench DIR]
 
-Baseline (as in ../shared/bench/README.md): math-verify 0.9.0 with defaults — gold parsed
+Baseline: math-verify 0.9.0 with defaults — gold parsed
 from ``$gold$``, the prediction parsed from the answer block, ``verify`` — and reward =
 strict format AND verify. Both scorers run the same way: inside r1zero's ScoringPool, each
 measurement in freshly started worker processes (no cache carried over between rounds or

@@ -15,7 +15,7 @@ from r1zero.demo.arith import DEMO_KINDS, demo_problem, format_answer
 
 DEMO_INSTRUCTION = "Think in <think> </think>, answer in <answer> </answer> with \\boxed{}."
 
-# A MindSpeed-RL templates.json entry (REFERENCE.md section 1); the response starts after "A:".
+# A template in the entry format of MindSpeed-RL's templates.json; the response starts after "A:".
 DEMO_TEMPLATE = {
     "name": "r1_demo",
     "format_prefix": {"slots": [["bos_token"]]},

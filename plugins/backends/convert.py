@@ -1,4 +1,4 @@
-"""HF -> Megatron-mcore weight conversion for the Ascend layouts (REFERENCE.md §7).
+"""HF -> Megatron-mcore weight conversion for the Ascend layouts, with MindSpeed-LLM's convert_ckpt.py.
 
 r1zero does not convert weights itself: MindSpeed-LLM does, and ``convert_command`` builds its
 command line from the recipe (its README is authoritative for flag names). For the seed:

@@ -1,4 +1,4 @@
-"""Forming the Ray cluster for a backend, as MindSpeed-RL's launch script does (REFERENCE.md §6).
+"""Forming the Ray cluster for a backend, as MindSpeed-RL's launch script does.
 
 Command building is pure: ``head_command`` / ``worker_command`` return the ``ray start`` argv,
 ``node_script`` the bash script that every node runs (the head starts Ray, waits until

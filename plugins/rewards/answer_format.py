@@ -4,7 +4,7 @@ Two format rules and the box extraction the ``base_acc`` scorer builds on. Every
 linear in the response length (no backtracking regex over model output), so a 200 KB
 response or 10,000 repeated tags cost milliseconds.
 
-- ``strict_format_ok``: the rule of ../shared/bench/README.md. After stripping surrounding
+- ``strict_format_ok``: the rule the benchmark labels follow. After stripping surrounding
   whitespace, each of ``<think>``, ``</think>``, ``<answer>``, ``</answer>`` occurs exactly
   once and in that order, the response starts with ``<think>`` and ends with ``</answer>``,
   and the answer block holds a brace-balanced ``\\boxed{…}`` (spaces before ``{`` allowed).

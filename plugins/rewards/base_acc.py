@@ -6,8 +6,8 @@
 With the defaults (0.0, 1.0, True) this is MindSpeed-RL's ``base_acc``: 1.0 iff the format
 holds AND the answer is right. Both components are returned, so logs show which one moved.
 
-- ``format`` (0/1): ``format_mode: strict`` (default) is the rule of
-  ../shared/bench/README.md (``answer_format.strict_format_ok``); ``format_mode: mindspeed``
+- ``format`` (0/1): ``format_mode: strict`` (default) is ``answer_format.strict_format_ok``
+  (each tag once, in order, a balanced ``\\boxed{}`` in the answer); ``format_mode: mindspeed``
   is MindSpeed-RL's regex, exactly (``answer_format.mindspeed_format_ok``).
 - ``accuracy`` (0/1), whatever the format verdict: the last ``\\boxed{…}`` of the answer
   block (strict) — or, in mindspeed mode, MindSpeed-RL's own extraction from the whole

@@ -3,7 +3,7 @@
 - ``sanitize``: drop control characters, replace lone surrogates, spell unicode math
   (``½ √ ² ° − ≥ π``, full-width digits) as LaTeX, so the parser and the string key agree.
 - ``canonical``: a string key; equal keys mean equal answers under the labelling
-  conventions of ../shared/bench/README.md (spacing, ``\\left``, ``\\dfrac``, text and font
+  conventions of the benchmark labels (spacing, ``\\left``, ``\\dfrac``, text and font
   wrappers, degrees, percent, trailing period, a bare choice letter).
 - ``parse_number``: exact ``Fraction`` for plain integers, decimals and simple fractions.
 

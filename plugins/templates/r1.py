@@ -1,5 +1,5 @@
 """Built-in templates: ``deepseek3_r1`` (the seed's), ``qwen_r1``, ``deepseek3`` and the
-demo's short ``r1_demo``. Strings are exactly MindSpeed-RL's (see shared REFERENCE.md §1)."""
+demo's short ``r1_demo``. Strings are exactly MindSpeed-RL's templates.json entries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MindSpeed-LLM conversion command for the seed layout (REFERENCE.md §7), and the FP8 checks
+"""MindSpeed-LLM conversion command for the seed layout (MindSpeed-LLM's convert_ckpt.py), and the FP8 checks
 and dequantisation on small real safetensors checkpoints written to tmp."""
 
 import json

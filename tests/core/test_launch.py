@@ -1,5 +1,5 @@
-"""Ray cluster commands per backend (REFERENCE.md §6), the node script checked by real bash, a
-real local Ray start with the backend's resource and runtime env, and retries on real processes."""
+"""Ray cluster commands per backend (as MindSpeed-RL's launch script forms the cluster), the
+node script checked by real bash, a real local Ray start with the backend's resource and runtime env, and retries on real processes."""
 
 import shutil
 import subprocess

@@ -24,7 +24,7 @@ from r1zero.data.preprocess import load_preprocessed, load_tokenizer, preprocess
 ROOT = Path(__file__).resolve().parents[2]
 H = DeepScalerHandler()
 TPL = {t.name: t for t in builtin_templates()}["deepseek3_r1"]
-# REFERENCE.md section 1: BOS + instruction + <｜User｜>{{content}}<｜Assistant｜> (U+FF5C bars)
+# MindSpeed-RL's deepseek3_r1: BOS + instruction + <｜User｜>{{content}}<｜Assistant｜> (U+FF5C bars)
 R1_TEXT = ("A conversation between User and Assistant. The user asks a question, and the "
            "Assistant solves it. The assistant first thinks about the reasoning process in the "
            "mind and then provides the user with the answer. The reasoning process and answer "

@@ -14,7 +14,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "examples" / "r1_zero_deepseek_67
 
 
 def test_llm_kwargs_of_the_seed_recipe():
-    # REFERENCE.md §5 rollout row: TP 2, max_num_seqs 64, max_model_len 3072,
+    # the 671B recipe's rollout (MindSpeed-RL's): TP 2, max_num_seqs 64, max_model_len 3072,
     # max_num_batched_tokens 1024, bf16, gpu_memory_utilization 0.75, expert parallel on
     assert llm_kwargs(load_config(RECIPE)) == {
         "model": "./model_from_hf/deepseek3-base", "tokenizer": "./model_from_hf/deepseek3-base",
@@ -35,7 +35,7 @@ def test_llm_kwargs_defaults_for_a_small_model():
 
 
 def test_sampling_kwargs_of_the_seed_recipe():
-    # REFERENCE.md §5 sampling row: temperature 1, top_p 1, top_k -1, min_p 0, max_tokens 2048
+    # the 671B recipe's sampling (MindSpeed-RL's): temperature 1, top_p 1, top_k -1, min_p 0, max_tokens 2048
     assert sampling_kwargs(load_config(RECIPE), 32, [1], seed=7) == {
         "n": 32, "temperature": 1.0, "top_p": 1.0, "top_k": -1, "min_p": 0.0,
         "max_tokens": 2048, "stop_token_ids": [1], "detokenize": False, "seed": 7}

@@ -1,5 +1,5 @@
 """base_acc: format rule, accuracy, weights and options, on cases written here (not copied
-from ../shared/bench), plus hostile answers scored in this process."""
+from the benchmark's responses), plus hostile answers scored in this process."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from r1zero.host.manager import PluginHost
 from r1zero.host.registry import get_template
 from r1zero.data.templates import Template, load_templates_file
 
-# The reference string, written out here on purpose (shared REFERENCE.md §1), not imported.
+# MindSpeed-RL's deepseek3_r1 string, written out here on purpose, not imported.
 DEEPSEEK3_R1 = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
     "The assistant first thinks about the reasoning process in the mind and then provides the user with "
