@@ -168,10 +168,10 @@ class RolloutConfig:
 
 @frozen
 class ActorConfig:
-    lr: float = field(default=1e-6, validator=_pos)
+    lr: float = field(default=1e-6, validator=_num(gt(0), le(1)), metadata={"help": "AdamW lr, (0, 1]"})
     lr_scheduler: str = field(default="constant", validator=_choice("constant", "cosine", "linear"))
     lr_warmup_steps: int = field(default=0, validator=_nonneg)
-    min_lr: float = field(default=0.0, validator=_nonneg)
+    min_lr: float = field(default=0.0, validator=_num(ge(0), le(1)))
     weight_decay: float = field(default=0.0, validator=_nonneg)
     adam_beta1: float = field(default=0.9, validator=_num(ge(0), lt(1)))
     adam_beta2: float = field(default=0.95, validator=_num(ge(0), lt(1)))

@@ -152,6 +152,11 @@ def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stops: tuple, max_ne
     rows = torch.arange(b, device=device)       # sample id of each row still in the batch
     done = torch.zeros(b, dtype=torch.bool, device=device)
     for step in range(max_new):
+        if not bool(torch.isfinite(logits).all()):      # diverged weights: say so, not IndexError
+            from r1zero.host.errors import TrainingError
+
+            raise TrainingError(f"rollout: the policy's logits hold nan/inf at generated token "
+                                f"{step + 1}; the weights have diverged (check actor.lr)")
         tok, lp = sample_next(logits, *sampling, generator=generator)
         tokens[rows, step], lps[rows, step] = tok, lp
         newly = torch.isin(tok, stop)

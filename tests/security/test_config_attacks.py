@@ -14,6 +14,7 @@ from tests.security.conftest import assert_user_error, main_
 
 BAD_NUMBERS = [
     ("actor.lr=.inf", "actor.lr", "finite"),
+    ("actor.lr=1e38", "actor.lr", "<= 1"),
     ("actor.clip_grad=.nan", "actor.clip_grad", "finite"),
     ("algorithm.entropy_coeff=.nan", "algorithm.entropy_coeff", "finite"),
     ("rewards.base_acc.weight=1e309", "rewards.base_acc.weight", "finite"),
