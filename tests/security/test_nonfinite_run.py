@@ -27,7 +27,7 @@ def test_overflowing_weights_stop_the_run_with_a_clear_error(tiny_setup, tmp_pat
     save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
     cfg = recipe(tiny_setup, tmp_path, model={"path": str(model)}, actor={"train_iters": 2},
                  checkpoint={"save_interval": 0}, logging={"plots": False, "tensorboard": False})
-    trainer = GRPOTrainer(load_config(None, base=cfg))
+    trainer = GRPOTrainer.from_config(load_config(None, base=cfg))
     try:
         with pytest.raises(TrainingError, match=r"rollout: the policy's logits hold nan/inf"):
             trainer.run()
