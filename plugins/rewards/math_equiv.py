@@ -16,7 +16,8 @@
    equations compare by proportionality or a witness point (``math_relations``). Each
    answers True / False only when sure, else None. A decimal close to the other value is
    always left to math-verify, whose rounding rules decide.
-3. math-verify ``parse`` + ``verify`` for the rest, after dropping ``name =`` where
+3. math-verify ``parse`` (LaTeX only: its plain-expression reader evaluates with sympy's
+   ``parse_expr``) + ``verify`` for the rest, after dropping ``name =`` where
    math-verify would, within a per-sample time budget (``budget.call_within``, default
    ``VERIFY_BUDGET_S``); over budget the answer is wrong. math-verify's own one-second
    signal timeouts are off. A relation against a set (``-2 \\le x \\le 7`` vs ``x \\in [-2,7]``)

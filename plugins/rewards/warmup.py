@@ -5,7 +5,8 @@ corpus) through the fast path and through math-verify. The first equation, sum, 
 set that math-verify meets in a process costs 0.1-1 s of lazy sympy imports and ANTLR
 prediction-cache building; paid here, once, every worker forked afterwards — including
 one that replaces a killed worker — starts warm (copy-on-write). ``BaseAccScorer`` lists
-this module in ``preload_modules``; nothing else should import it.
+this module in ``preload_modules``; ``math_equiv`` imports it on the first math-verify call
+of a process that has not (outside that call's time budget). Nothing else should import it.
 """
 
 from __future__ import annotations
