@@ -109,12 +109,20 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    """Print the MindSpeed-LLM HF -> mcore command for this recipe's layout (checks FP8 first)."""
+    """Print the MindSpeed-LLM HF -> mcore command for this recipe's layout (checks FP8 first),
+    or with ``--in-process`` convert here with megatron-core (``trainer.megatron.convert``)."""
     import shlex
 
     from r1zero.plugins.backends import convert
 
     _, cfg = _backend_and_config(args)
+    if getattr(args, "in_process", None):
+        from r1zero.trainer.megatron import convert as in_process
+
+        run = in_process.hf_to_mcore if args.in_process == "hf-to-mcore" else in_process.mcore_to_hf
+        run(cfg, args.load_dir, args.save_dir)
+        print(f"wrote {args.save_dir} ({args.in_process})")
+        return 0
     if args.check:
         convert.require_bf16(args.load_dir, cfg.model.num_layers or 61)
     cmd = convert.convert_command(cfg, args.load_dir, args.save_dir, dialect=args.dialect,

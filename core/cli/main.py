@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mtp-num-layers", type=int, default=0)
     sp.add_argument("--mindspeed-llm-dir", default=None)
     sp.add_argument("--check", action="store_true", help="refuse FP8 weights (dequantise first)")
+    sp.add_argument("--in-process", choices=["hf-to-mcore", "mcore-to-hf"], default=None,
+                    help="convert here with megatron-core at the recipe's actor layout (dense "
+                         "Llama/Qwen2; run under torchrun with one process per rank) instead of "
+                         "printing the MindSpeed-LLM command")
     sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_convert"))
 
     sp = sub.add_parser("train", help="run GRPO (in-process; Ray when ray.enabled)")

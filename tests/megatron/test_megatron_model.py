@@ -90,3 +90,23 @@ def test_megatron_engine_is_refused_by_r1zero_train_for_now():
     with pytest.raises(ConfigError, match=r"actor.engine: actor.engine 'megatron': .* does not "
                                           r"drive it yet"):
         CPUBackend().make_train_engine(cfg, tokenizer=None)
+
+
+def test_megatron_refuses_moe_models_by_name():
+    from transformers import DeepseekV3Config
+
+    with pytest.raises(ConfigError, match=r"model_type 'deepseek_v3' \(MoE / MLA\) is not "
+                                          r"implemented"):
+        M.arch_facts(DeepseekV3Config())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_megatron_convert_in_process_needs_a_device(tmp_path, capsys):
+    from r1zero.cli.main import main
+
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text("model: {path: x}\n")
+    rc = main(["convert", str(cfg), "--load-dir", str(tmp_path), "--save-dir", str(tmp_path / "o"),
+               "--in-process", "hf-to-mcore"])
+    assert rc == 2
+    assert "megatron-core needs a CUDA or NPU device" in capsys.readouterr().err

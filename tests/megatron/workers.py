@@ -101,3 +101,15 @@ def _one_update(eng, cfg) -> dict:
     result["grad_norm"] = eng.step(1e4)
     result["after"] = dict(eng.full_weights())
     return result
+
+
+def convert(rank: int, world: int, port: int, direction: str, src: str, dst: str,
+            overrides: list) -> None:
+    """``r1zero.trainer.megatron.convert`` in ``direction`` at the layout of ``overrides``."""
+    join(rank, world, port)
+    from r1zero.config.load import load_config
+    from r1zero.trainer.megatron import convert as C
+
+    cfg = load_config(None, ["model.dtype=float32", *overrides])
+    (C.hf_to_mcore if direction == "hf-to-mcore" else C.mcore_to_hf)(cfg, src, dst)
+    torch.distributed.destroy_process_group()

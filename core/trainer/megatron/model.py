@@ -26,8 +26,17 @@ _SAME = [("input_layernorm.weight", "input_layernorm.weight"),
          ("mlp.down_proj.weight", "mlp.linear_fc2.weight")]
 
 
+DENSE_TYPES = ("llama", "qwen2")
+
+
 def arch_facts(hf: Any) -> dict[str, Any]:
     """The numbers the mcore config needs, from a transformers config object."""
+    if hf.model_type not in DENSE_TYPES:
+        from r1zero.host.errors import ConfigError
+
+        raise ConfigError(f"the megatron engine builds {', '.join(DENSE_TYPES)} models; "
+                          f"model_type {hf.model_type!r} (MoE / MLA) is not implemented",
+                          key="model.path")
     heads = hf.num_attention_heads
     rope = getattr(hf, "rope_parameters", None) or {}
     theta = rope.get("rope_theta") or getattr(hf, "rope_theta", None) or 10000.0
