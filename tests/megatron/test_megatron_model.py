@@ -110,3 +110,13 @@ def test_megatron_convert_in_process_needs_a_device(tmp_path, capsys):
                "--in-process", "hf-to-mcore"])
     assert rc == 2
     assert "megatron-core needs a CUDA or NPU device" in capsys.readouterr().err
+
+
+def test_megatron_engine_declares_the_keys_it_acts_on():
+    from r1zero.config.engine_keys import TRAIN_ENGINE_KEYS, unimplemented
+    from r1zero.config.load import load_config
+    from r1zero.trainer.megatron.engine import MegatronTrainEngine
+
+    cfg = load_config(None, ["actor.distributed_optimizer=true", "actor.recompute=full"])
+    assert unimplemented(cfg, MegatronTrainEngine, TRAIN_ENGINE_KEYS) == [
+        "actor.recompute: 'full' is not implemented by engine 'megatron'"]

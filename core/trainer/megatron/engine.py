@@ -67,6 +67,9 @@ def init_parallel(tp: int, pp: int, seed: int) -> None:
 
 
 class MegatronTrainEngine:
+    name = "megatron"
+    # recipe keys this engine acts on (r1zero.config.engine_keys); the rest are refused
+    implements = frozenset({"actor.distributed_optimizer"})
     reduces_grads = True         # megatron DDP leaves the data-parallel gradient
     weights_in_place = False     # the sampler takes ``full_weights()``
 
