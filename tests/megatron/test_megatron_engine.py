@@ -25,7 +25,7 @@ def reference_update(model_dir):
     """The same update with the HF model: loss, grads, weights before/after (AdamW, lr 1e-2)."""
     from transformers import AutoModelForCausalLM
 
-    from r1zero.algo.loss import grpo_loss
+    from r1zero.algo.loss import objective
     from r1zero.trainer.engine import response_logits
 
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
@@ -40,7 +40,7 @@ def reference_update(model_dir):
         logz = torch.logsumexp(logits, -1)
         logp = logits.gather(-1, b.response_ids.unsqueeze(-1)).squeeze(-1) - logz
         ent = logz - (torch.softmax(logits, -1) * logits).sum(-1)
-        out = grpo_loss(logp, logp.detach(), adv[2 * i:2 * i + 2], b.response_mask,
+        out = objective(logp, logp.detach(), adv[2 * i:2 * i + 2], b.response_mask,
                         logp.detach(), ent, kl_coef=0.1)
         share = b.response_mask.sum().item() / total
         (out["loss"] * share).backward()

@@ -75,7 +75,7 @@ def grpo_update(rank: int, world: int, port: int, model: str, out_dir: str, over
 def _one_update(eng, cfg) -> dict:
     from megatron.core import parallel_state as ps
 
-    from r1zero.algo.loss import grpo_loss
+    from r1zero.algo.loss import objective
 
     batches, adv = grpo_batches()
     total = sum(b.response_mask.sum().item() for b in batches)   # the global token count
@@ -86,7 +86,7 @@ def _one_update(eng, cfg) -> dict:
 
     def loss_fn(i, logp, ent):
         b, j = batches[i], mine[i]
-        out = grpo_loss(logp, logp.detach(), adv[2 * j:2 * j + 2], b.response_mask, ref[i],
+        out = objective(logp, logp.detach(), adv[2 * j:2 * j + 2], b.response_mask, ref[i],
                         ent, kl_coef=0.1)
         share = b.response_mask.sum().item() / total
         return out["loss"] * share, {"loss": float(out["loss"].detach()) * share}
