@@ -8,6 +8,7 @@
     r1zero train CONFIG [key=value ...] [--resume]
     r1zero plan CONFIG [key=value ...] [--json]    # layout and per-die memory, no hardware needed
     r1zero score FILE.jsonl [--scorer base_acc] [--option k=v]
+    r1zero eval MODEL_OR_CHECKPOINT --data FILE [--n K] [--temperature T] [key=value ...]
 """
 
 from __future__ import annotations
@@ -117,6 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("overrides", nargs="*")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_plan"))
+
+    sp = sub.add_parser("eval", help="greedy accuracy, pass@k and mean@k of a model on a problem file")
+    sp.add_argument("model", help="HF model dir, r1zero checkpoint step_* dir, or checkpoint dir")
+    sp.add_argument("--data", required=True, help="problems (any format the data handler reads)")
+    sp.add_argument("--n", type=int, default=8, help="samples per problem for pass@k (default 8)")
+    sp.add_argument("--k", type=int, default=None, help="k of pass@k / mean@k (default: n)")
+    sp.add_argument("--temperature", type=float, default=1.0,
+                    help="sampling temperature (0: greedy only, n = 1)")
+    sp.add_argument("--max-new-tokens", type=int, default=None,
+                    help="default: the recipe's rollout.max_response_length")
+    sp.add_argument("--output", default="runs/eval", help="writes responses.jsonl, summary.json")
+    sp.add_argument("--config", default=None,
+                    help="recipe (default: recipe.yaml beside the checkpoints, else defaults)")
+    sp.add_argument("--scorer", action="append", help="scorer name (repeatable); default: the recipe's")
+    sp.add_argument("--limit", type=int, default=None, help="first N problems only")
+    sp.add_argument("--batch-size", type=int, default=32, help="prompts per generate call")
+    sp.add_argument("overrides", nargs="*", help="dotted overrides, e.g. template.name=qwen_r1")
+    sp.set_defaults(func=_lazy("r1zero.evaluate.command", "cmd_eval"))
 
     sp = sub.add_parser("launch", help="write the per-node script that forms the Ray cluster and trains")
     sp.add_argument("config")

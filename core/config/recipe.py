@@ -79,6 +79,8 @@ class DataConfig:
     skip_bad_rows: bool = False
     shuffle: bool = True
     seed: int = field(default=1234, validator=ge(0))
+    val_input: str = field(default="", metadata={
+        "help": "held-out problems validated during training (same handler and template)"})
 
 
 @frozen
@@ -156,6 +158,9 @@ class RolloutConfig:
     tensor_parallel: int = field(default=1, validator=_pos)
     pipeline_parallel: int = field(default=1, validator=_pos)
     expert_parallel: int = field(default=1, validator=_pos)
+    val_n: int = field(default=4, validator=_pos, metadata={
+        "help": "samples per validation problem at rollout.temperature: val/pass@k, val/mean@k "
+                "with k = val_n (val/accuracy is greedy)"})
     max_num_seqs: int = field(default=64, validator=_pos)
     max_model_len: int | None = field(default=None, validator=_opt(_pos))
     max_num_batched_tokens: int | None = field(default=None, validator=_opt(_pos))
@@ -231,12 +236,25 @@ class CheckpointConfig:
 
 
 @frozen
+class WandbConfig:
+    project: str = field(default="r1zero", validator=attrs.validators.min_len(1))
+    name: str | None = field(default=None, metadata={"help": "run name; None = the recipe's name"})
+    mode: str = field(default="online", validator=_choice("online", "offline", "disabled"))
+    dir: str | None = field(default=None, metadata={"help": "None = logging.dir"})
+
+
+@frozen
 class LoggingConfig:
     dir: str = "runs/logs"
     tensorboard: bool = True
     plots: bool = True
     progress: bool = True
     log_interval: int = field(default=1, validator=_pos)
+    val_interval: int = field(default=0, validator=_nonneg, metadata={
+        "help": "validate on data.val_input every N steps, besides step 0 and the last; "
+                "0 = only those two"})
+    wandb: WandbConfig | None = field(default=None, metadata={
+        "help": "Weights & Biases: {project, name, mode}; None = off (needs `pip install wandb`)"})
 
 
 @frozen
@@ -267,6 +285,9 @@ class RecipeConfig:
     def __attrs_post_init__(self):
         if not self.rewards:
             raise ValueError("rewards: at least one reward scorer is required")
+        if self.logging.val_interval and not self.data.val_input:
+            raise ValueError(f"logging.val_interval {self.logging.val_interval} needs "
+                             f"data.val_input (the held-out problems to validate on)")
         try:       # the layout's own rule, checked at load time too
             stage_layers(self.actor.num_layer_list, self.actor.pipeline_parallel,
                          self.model.num_layers if self.actor.num_layer_list else None)

@@ -3,17 +3,26 @@
 A template renders one user turn (and an optional system text) into the prompt string the
 model continues. Slots are strings with ``{{name}}`` placeholders, lists of special-token names
 (``[["bos_token"]]``) or sets of token ids; they are concatenated in order.
+
+A field r1zero does not know (MindSpeed-RL's ``template_class`` on its ``qwen3`` entry, say) is
+kept in ``Template.ignored`` and reported once per file as ignored; one that looks like a typo
+of a known field (``format_usr``) is an error naming the field it resembles.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import attrs
 
 from r1zero.host.errors import ConfigError
+
+log = logging.getLogger("r1zero.templates")
+_REPORTED: set[tuple[str, tuple[str, ...]]] = set()     # (file, ignored fields) already logged
 
 _FIELDS = ("name", "format_user", "format_assistant", "format_system", "format_observation",
            "format_function", "format_tools", "format_separator", "format_prefix",
@@ -32,13 +41,18 @@ class Template:
     stop_words: tuple[str, ...] = ()
     replace_eos: bool = False
     source: str = ""
+    ignored: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any], source: str = "") -> "Template":
         where = f"{source}: template {entry.get('name', '?')!r}" if source else "template"
         unknown = sorted(set(entry) - set(_FIELDS))
-        if unknown:
-            raise ConfigError(f"unknown field(s) {unknown}; known: {list(_FIELDS)}", path=where)
+        typos = {u: difflib.get_close_matches(u, _FIELDS, n=1, cutoff=0.85) for u in unknown}
+        typos = {u: m[0] for u, m in typos.items() if m}
+        if typos:
+            hint = ", ".join(f"{u!r} -> {m!r}" for u, m in typos.items())
+            raise ConfigError(f"unknown field(s) {sorted(typos)} (did you mean {hint}?); "
+                              f"known: {list(_FIELDS)}", path=where)
         if not isinstance(entry.get("name"), str) or not entry["name"]:
             raise ConfigError("entry has no 'name'", path=where)
         if "format_user" not in entry:
@@ -60,7 +74,8 @@ class Template:
         return cls(entry["name"], slots("format_user"), slots("format_system"),
                    slots("format_prefix"), slots("format_separator"),
                    entry.get("default_system") or "", tuple(stop),
-                   bool(entry.get("replace_eos", False)), source)
+                   bool(entry.get("replace_eos", False)), source,
+                   {u: entry[u] for u in unknown})
 
     def render(self, content: str, system: str | None = None, tokenizer: Any = None) -> str:
         """The prompt string: prefix + system turn (if the template has one) + user turn.
@@ -127,4 +142,17 @@ def load_templates_file(path: str | Path) -> list[Template]:
         if not isinstance(entry, Mapping):
             raise ConfigError(f"entry {i} is not an object", path=str(path))
         out.append(Template.from_entry(entry, source=str(path)))
+    report_ignored(out, str(path))
     return out
+
+
+def report_ignored(templates: Sequence[Template], source: str) -> list[str]:
+    """Log, once per source and set of fields, the template fields r1zero keeps but does not
+    use; returns them as ``template.field`` names."""
+    names = [f"{t.name}.{f}" for t in templates for f in sorted(t.ignored)]
+    key = (source, tuple(names))
+    if names and key not in _REPORTED:
+        _REPORTED.add(key)
+        log.warning("%s: ignoring template field(s) r1zero does not use: %s", source,
+                    ", ".join(names))
+    return names

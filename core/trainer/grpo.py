@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from r1zero.algo.filters import varied_groups
+from r1zero.evaluate.command import write_recipe
 from r1zero.host.errors import CheckpointError
 from r1zero.scoring.pool import ScoringPool
 from r1zero.trainer import checkpoint, guards, preflight
@@ -26,8 +27,10 @@ from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.engine import SeqBatch
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
 from r1zero.trainer.pipeline import Resolved, from_config, prepare, stop_sequences
+from r1zero.trainer.progress import progress
 from r1zero.trainer.prompts import Dataset, load_dataset, output_dir
 from r1zero.trainer.samples import Samples
+from r1zero.trainer.validate import Validation
 
 log = logging.getLogger("r1zero.train")
 
@@ -65,6 +68,7 @@ class GRPOTrainer:
                                    timeout_s=cfg.scoring.timeout_s)
         self.order = PromptOrder(len(self.prompts), cfg.data.seed, cfg.data.shuffle)
         self.generator = torch.Generator().manual_seed(cfg.actor.seed + (dist.rank if dist else 0))
+        self.validation = Validation.build(self)
         self.step = 0
         if resume:
             self._resume()
@@ -74,8 +78,11 @@ class GRPOTrainer:
             log.warning("rollout.n_samples_per_prompt is 1: a GRPO group of one sample has "
                         "advantage 0, so the policy loss never moves the weights; use >= 2")
         self.writer = MetricsWriter(cfg.logging.dir, cfg.logging.tensorboard,
-                                    resume_step=self.step if resume else None) \
+                                    resume_step=self.step if resume else None,
+                                    wandb=cfg.logging.wandb, run_config=cfg) \
             if self.is_main else dist.null_writer()
+        if self.is_main:
+            write_recipe(cfg, cfg.checkpoint.dir)    # for `r1zero eval CHECKPOINT`
         self.timings: dict[str, float] = {}
 
     @classmethod
@@ -88,20 +95,25 @@ class GRPOTrainer:
         cfg, history = self.cfg, []
         bar = _progress(cfg, self.step) if self.is_main else None
         try:
+            if self.validation is not None and self.step == 0:
+                self.writer.write(0, self.validation.metrics(0))
             while self.step < cfg.actor.train_iters:
                 self.step += 1
                 metrics = self.train_step()
+                if self.validation is not None:
+                    metrics.update(self.validation.metrics(self.step, self.step == cfg.actor.train_iters))
                 history.append(metrics)
-                if self.step % cfg.logging.log_interval == 0 or self.step == cfg.actor.train_iters:
+                if self.step % cfg.logging.log_interval == 0 or self.step == cfg.actor.train_iters \
+                        or "val/accuracy" in metrics:
                     self.writer.write(self.step, metrics)
                 interval = cfg.checkpoint.save_interval
                 if (interval and self.step % interval == 0) or self.step == cfg.actor.train_iters:
                     self.save()
                 if bar is not None:
-                    bar.update(1)
                     bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
                                     fmt=f"{metrics.get('reward/format', float('nan')):.2f}",
                                     acc=f"{metrics.get('reward/accuracy', float('nan')):.2f}")
+                    bar.update(1)
                 if on_step is not None:
                     on_step(self.step, metrics)
         finally:
@@ -362,7 +374,4 @@ def _seed_all(seed: int) -> None:
 def _progress(cfg: Any, start: int):
     if not cfg.logging.progress:
         return None
-    from tqdm import tqdm
-
-    return tqdm(total=cfg.actor.train_iters, initial=start, desc=cfg.name, unit="step",
-                dynamic_ncols=True)
+    return progress(cfg.actor.train_iters, start, cfg.name, "step", every=cfg.logging.log_interval)

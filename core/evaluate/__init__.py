@@ -1,0 +1,1 @@
+"""Evaluation: ``r1zero eval`` and validation during training share these functions."""
