@@ -130,3 +130,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
                                   mindspeed_llm_dir=args.mindspeed_llm_dir)
     print(shlex.join(cmd))
     return 0
+
+
+def cmd_config_import(args: argparse.Namespace) -> int:
+    """Write the recipe; list the keys that were not mapped on stderr."""
+    import sys
+    from pathlib import Path
+
+    from r1zero.config.mindspeed import import_file
+
+    text, mapped, unmapped = import_file(args.source)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}: {len(mapped)} keys mapped, {len(unmapped)} not mapped")
+    else:
+        print(text, end="")
+    for key, why in sorted(unmapped.items()):
+        print(f"r1zero: not mapped: {key}: {why}", file=sys.stderr)
+    return 0

@@ -4,6 +4,7 @@
     r1zero plugins [--json]
     r1zero plugin new KIND NAME [--dir D]          # KIND: templates|datasets|rewards|backends|algorithms
     r1zero config show CONFIG [key=value ...]
+    r1zero config import MINDSPEED_YAML [--output RECIPE]
     r1zero preprocess CONFIG [key=value ...] [--skip-bad-rows] [--force]
     r1zero train CONFIG [key=value ...] [--resume]
     r1zero plan CONFIG [key=value ...] [--json]    # layout and per-die memory, no hardware needed
@@ -86,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("config")
     show.add_argument("overrides", nargs="*", help="dotted overrides, e.g. actor.lr=1e-6")
     show.set_defaults(func=_cmd_config_show)
+    imp = csub.add_parser("import", help="MindSpeed-RL GRPO config -> r1zero recipe "
+                                         "(names every key it could not map)")
+    imp.add_argument("source", help="a MindSpeed-RL config, e.g. configs/grpo_qwen25_7b_A3.yaml")
+    imp.add_argument("--output", default=None, help="recipe file to write (default: stdout)")
+    imp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_config_import"))
 
     sp = sub.add_parser("preprocess", help="handler -> template -> tokenizer -> dataset on disk")
     sp.add_argument("config")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -75,7 +76,7 @@ class MetricsWriter:
             self.tb.flush()
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                           step=step)
+                           step=step, commit=True)
 
     def close(self) -> None:
         if self.tb is not None:
@@ -107,7 +108,7 @@ def _wandb_run(wcfg: Any, run_config: Any, log_dir: Path, resume_step: int | Non
     if resume_step is not None and id_file.is_file():
         run_id = id_file.read_text().strip()
     else:
-        run_id = wandb.util.generate_id()
+        run_id = uuid.uuid4().hex[:12]
         id_file.write_text(run_id)
     return wandb.init(project=wcfg.project, name=name, mode=wcfg.mode, dir=str(wdir),
                       config=config, id=run_id, resume="allow", reinit="finish_previous")
