@@ -1,6 +1,6 @@
 """The GRPO loop of the R1-Zero recipe, in-process on one machine.
 
-    r1zero train examples/r1_zero_cpu_tiny.yaml [key=value ...] [--resume]
+    r1zero train examples/r1_zero_qwen2.5_0.5b_cpu.yaml [key=value ...] [--resume]
 
 Each step reads like the data path: rollout -> score -> advantages -> reference log-probs ->
 clipped-loss updates -> weight sync -> metrics -> checkpoint.
