@@ -57,7 +57,9 @@ def write_recipe(cfg: Any, ckpt_dir: str | Path) -> Path:
     return root / RECIPE_FILE
 
 
-def eval_config(args: argparse.Namespace, model_dir: Path, ckpt_root: Path | None) -> Any:
+def eval_config(args: argparse.Namespace, model_dir: Path,
+                ckpt_root: Path | None) -> tuple[Any, str | None]:
+    """-> (the config to evaluate with, the recipe file it started from or None)."""
     from r1zero.config.load import load_config
 
     recipe = args.config
@@ -88,7 +90,7 @@ def eval_config(args: argparse.Namespace, model_dir: Path, ckpt_root: Path | Non
     if args.temperature > 0:
         rollout["temperature"] = args.temperature
     base["rollout"] = rollout
-    return load_config(None, args.overrides, base={**base}), recipe
+    return load_config(None, args.overrides, base=base), recipe
 
 
 def _check_args(args: argparse.Namespace) -> int:
@@ -122,6 +124,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     summary.update(model=str(model_dir), recipe=recipe, data=str(args.data))
     _write_json(Path(args.output) / "summary.json", summary)
     print(summary_line(summary))
+    if summary["n_filtered"]:
+        print(f"[eval] {summary['n_filtered']} problems left out: prompt longer than "
+              f"rollout.max_prompt_length {cfg.rollout.max_prompt_length}")
     print(f"wrote {Path(args.output) / 'summary.json'} and responses.jsonl")
     return 0
 

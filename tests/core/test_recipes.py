@@ -18,9 +18,10 @@ CPU_SWAPS = {"r1_zero_qwen2.5_1.5b.yaml": ["backend.name=cpu", "rollout.engine=s
                                            "backend.devices_per_node=1"]}
 
 
-def tiny_of_arch(arch: dict, tokenizer, out: Path) -> Path:
+def tiny_of_arch(arch: dict, tokenizer, out: Path) -> tuple[Path, dict]:
     """A 2-layer random model with the recipe's model type and structural choices (GQA ratio,
-    tied embeddings, rope theta, norm eps) and the tiny tokenizer's vocabulary."""
+    tied embeddings, rope theta, norm eps) and the tiny tokenizer's vocabulary; returns its
+    directory and its sizes (for ``model.arch``, which ``r1zero plan`` sizes memory from)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -35,7 +36,8 @@ def tiny_of_arch(arch: dict, tokenizer, out: Path) -> Path:
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     AutoModelForCausalLM.from_config(cfg).save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    return out
+    sizes = ("hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size")
+    return out, {k: getattr(cfg, k) for k in sizes}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
@@ -56,7 +58,7 @@ def test_recipe_trains_a_step_on_a_tiny_model_of_its_architecture(path, tmp_path
     shipped = load_config(path)
     assert shipped.model.arch["model_type"] == "qwen2"
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer)
-    model = tiny_of_arch(shipped.model.arch, tok, tmp_path / "model")
+    model, sizes = tiny_of_arch(shipped.model.arch, tok, tmp_path / "model")
     held_out = tmp_path / "held_out.jsonl"
     held_out.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[-3:]))
     cfg = load_config(path, [
@@ -66,7 +68,8 @@ def test_recipe_trains_a_step_on_a_tiny_model_of_its_architecture(path, tmp_path
         "actor.micro_batch_size=4", "rollout.n_samples_per_prompt=2", "rollout.val_n=2",
         "rollout.max_response_length=6", "scoring.workers=1", "backend.num_threads=1",
         f"checkpoint.dir={tmp_path / 'ckpt'}", f"logging.dir={tmp_path / 'logs'}",
-        "logging.progress=false", "logging.plots=false", *CPU_SWAPS.get(path.name, [])])
+        "logging.progress=false", "logging.plots=false", *CPU_SWAPS.get(path.name, []),
+        *[f"model.arch.{k}={v}" for k, v in sizes.items()]])
     assert cfg.template.name == shipped.template.name == "qwen_r1"
     trainer = GRPOTrainer(cfg)
     try:
