@@ -32,7 +32,7 @@ def test_demo_command_runs_the_real_pipeline(tmp_path):
              (tmp_path / "run" / "data" / "demo_problems.jsonl").read_text().splitlines()}
     held_out = [json.loads(x)["problem"] for x in
                 (tmp_path / "run" / "data" / "held_out.jsonl").read_text().splitlines()]
-    assert len(held_out) == 64 and not train & set(held_out)
+    assert len(set(held_out)) == 64 and not train & set(held_out)
     assert {"reward/format", "reward/accuracy", "reward/base_acc/format"} <= set(records[-1])
     assert (logs / "plots" / "format.png").exists()
     manifest = json.loads((tmp_path / "run" / "data" / "preprocessed" / "manifest.json").read_text())
