@@ -1,4 +1,4 @@
-"""A templates.json in the shape of MindSpeed-RL's own file (configs/model/templates.json) loads
+"""A templates.json in the shape of MindSpeed-RL's own templates.json loads
 as is: its qwen3 entry carries ``template_class``, ``format_function`` with a ``tool_format``
 beside its slots, and a ``format_tools`` with no slots at all. The strings here are written for
 this test; only the shape follows the real file."""
@@ -65,12 +65,14 @@ def test_ignored_fields_are_reported_once_per_file(shaped_file, caplog):
 
 def test_mindspeed_shaped_template_drives_preprocessing(shaped_file, tmp_path, tiny_tokenizer):
     from r1zero.data.preprocess import load_preprocessed, preprocess
-    from r1zero.host.registry import get_template
+    from r1zero.host.manager import PluginHost
+    from r1zero.host.registry import get_handler, get_template
 
-    t = get_template("qwen3", file=str(shaped_file))
+    host = PluginHost().load()
+    t = get_template("qwen3", file=str(shaped_file), host=host)
     data = tmp_path / "p.jsonl"
     data.write_text(json.dumps({"problem": "What is 2 + 3?", "answer": "5"}) + "\n")
-    preprocess(data, "deepscaler", t, tiny_tokenizer, tmp_path / "out", map_keys=None,
+    preprocess(data, get_handler("deepscaler", host=host), t, tiny_tokenizer, tmp_path / "out", map_keys=None,
                max_prompt_length=256, workers=1)
     table, manifest = load_preprocessed(tmp_path / "out")
     assert manifest.template == "qwen3"
