@@ -42,6 +42,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from r1zero.host.errors import R1ZeroError
+    from r1zero.trainer.engine_state import export_hf
+
+    src, out = Path(args.checkpoint), Path(args.out)
+    if not (src / "model" / "config.json").exists():
+        raise R1ZeroError(f"{src}: not an r1zero checkpoint (no model/config.json); pass a "
+                          "step_<n> directory under checkpoint.dir")
+    if out.exists():
+        raise R1ZeroError(f"{out}: already exists; export writes a new directory")
+    dtype = export_hf(src, out, args.dtype)
+    print(f"exported {src} -> {out} ({dtype})")
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from r1zero.cli.score import run_score
     from r1zero.host.manager import PluginHost

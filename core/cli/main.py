@@ -171,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("overrides", nargs="*")
     sp.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_train"))
+
+    sp = sub.add_parser("export", help="a checkpoint's fp32 master weights -> an HF model directory")
+    sp.add_argument("checkpoint", help="a checkpoint directory (runs/checkpoints/step_000050)")
+    sp.add_argument("out", help="new directory for the HF model (must not exist)")
+    sp.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                    help="weights dtype (default: the run's model.dtype)")
+    sp.set_defaults(func=_lazy("r1zero.cli.commands", "cmd_export"))
     return p
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from r1zero.host.errors import ConfigError
 
-# key -> the value that asks nothing of the engine
+# key -> the value (or tuple of values) that asks nothing of the engine
 TRAIN_ENGINE_KEYS: dict[str, Any] = {
     "actor.recompute": "none",
-    "actor.distributed_optimizer": False,
+    "actor.distributed_optimizer": (None, False),   # None: the engine's default
     "actor.swap_optimizer": False,
     "actor.initial_loss_scale": None,
     "actor.use_dynamic_bsz": False,
@@ -51,7 +51,8 @@ def unimplemented(cfg: Any, engine: type, table: dict[str, Any]) -> list[str]:
     name = getattr(engine, "name", engine.__name__)
     return [f"{key}: {_value(cfg, key)!r} is not implemented by engine {name!r}"
             for key, off in table.items()
-            if _value(cfg, key) != off and key not in implements]
+            if _value(cfg, key) not in (off if isinstance(off, tuple) else (off,))
+            and key not in implements]
 
 
 def refuse_unimplemented(cfg: Any, train_engine: type, rollout_engine: type) -> None:

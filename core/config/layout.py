@@ -25,7 +25,8 @@ from r1zero.host.errors import ConfigError
 
 A3_DIES_PER_NODE = 16
 # Train engines and the parallelism each implements (dp comes from the world size for all).
-ENGINE_PARALLELISM = {"torch": (), "megatron": ("tensor", "pipeline", "expert")}
+ENGINE_PARALLELISM = {"torch": (), "fsdp": ("tensor",),
+                      "megatron": ("tensor", "pipeline", "expert")}
 
 
 def check_node_devices(num_nodes: int, devices_per_node: int, max_per_node: int | None) -> int:
@@ -43,12 +44,13 @@ def check_node_devices(num_nodes: int, devices_per_node: int, max_per_node: int 
     return num_nodes * devices_per_node
 
 
-def resolve_engine(engine: str, tp: int, pp: int, ep: int) -> str:
-    """``auto`` is megatron when the actor is sharded (tp, pp or ep > 1), else torch; an explicit
-    engine must implement every parallelism the layout asks for."""
+def resolve_engine(engine: str, tp: int, pp: int, ep: int, world: int = 1) -> str:
+    """``auto`` is megatron when the actor needs pipeline or expert parallelism, fsdp (FSDP2 +
+    tensor parallel) when it runs on more than one rank or tp > 1, else torch (one device); an
+    explicit engine must implement every parallelism the layout asks for."""
     asked = {"tensor": tp, "pipeline": pp, "expert": ep}
     if engine == "auto":
-        engine = "megatron" if tp * pp * ep > 1 else "torch"
+        engine = "megatron" if pp * ep > 1 else "fsdp" if world > 1 or tp > 1 else "torch"
     supported = ENGINE_PARALLELISM.get(engine)
     if supported is None:
         return engine            # a plugin's engine: it checks its own layout

@@ -96,7 +96,7 @@ def make_plan(cfg: Any, world: int, *, backend: str = "", device_memory: int | N
         checks.fail(node_error.key or "backend", node_error.message)
     arch = model_arch(cfg)
     engine = checks.run(L.resolve_engine, getattr(a, "engine", "auto"), a.tensor_parallel,
-                        a.pipeline_parallel, a.expert_parallel) or "?"
+                        a.pipeline_parallel, a.expert_parallel, world) or "?"
     dp = checks.run(L.actor_data_parallel, world, a.tensor_parallel, a.pipeline_parallel)
     layers = arch.get("num_hidden_layers")
     stages = checks.run(L.stage_layers, a.num_layer_list, a.pipeline_parallel, layers)
@@ -140,9 +140,10 @@ def _rollout(checks: _Checks, cfg: Any, world: int, n_experts: int | None) -> di
 
 
 def _engine_bytes(engine: str, dtype_bytes: int) -> tuple[int, int]:
-    """(gradient, optimizer) bytes per parameter: megatron keeps fp32 grads and fp32 master +
-    Adam moments; the torch engine keeps grads and Adam moments in the model's dtype."""
-    return (M.GRAD_BYTES, M.OPTIM_BYTES) if engine == "megatron" else (dtype_bytes, 2 * dtype_bytes)
+    """(gradient, optimizer) bytes per parameter: every engine keeps fp32 grads and fp32 master
+    weights + Adam moments (the torch and fsdp engines' compute-dtype bytes are the sampler's
+    copy / FSDP's gathered layer, counted as the parameters)."""
+    return M.GRAD_BYTES, M.OPTIM_BYTES
 
 
 def _memory(checks: _Checks, cfg: Any, arch: dict, engine: str, stages: list[int] | None,
@@ -167,6 +168,9 @@ def _memory(checks: _Checks, cfg: Any, arch: dict, engine: str, stages: list[int
         if engine != "megatron" or not a.distributed_optimizer:
             b["optimizer_bytes"] = b["params"] * opt_b
         in_flight = min(len(stages) - s, max(1, actor.get("sequences_per_rank") or 1))
+        if engine == "fsdp" and a.distributed_optimizer is not False:   # FSDP2 shards all 3
+            for k in ("param_bytes", "grad_bytes", "optimizer_bytes"):
+                b[k] = -(-b[k] // actor["dp"])
         b["activation_bytes"] = M.activation_bytes(
             arch, stages, s, tp=a.tensor_parallel, seq=seq, micro_batch=a.micro_batch_size,
             in_flight=in_flight, recompute=a.recompute, dtype_bytes=d)

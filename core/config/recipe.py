@@ -189,15 +189,18 @@ class ActorConfig:
     shuffle_mini_batch: bool = False
     train_iters: int = field(default=100, validator=_pos)
     seed: int = field(default=1234, validator=ge(0))
-    engine: str = field(default="auto", validator=_choice("auto", "torch", "megatron"), metadata={
-        "help": "train engine; auto = megatron when tp, pp or ep > 1, else torch"})
+    engine: str = field(default="auto", validator=_choice("auto", "torch", "fsdp", "megatron"),
+                        metadata={"help": "train engine; auto = megatron when pp or ep > 1, fsdp "
+                                          "when the run has > 1 rank or tp > 1, else torch"})
     tensor_parallel: int = field(default=1, validator=_pos)
     pipeline_parallel: int = field(default=1, validator=_pos)
     expert_parallel: int = field(default=1, validator=_pos)
     moe_tp_extend_ep: bool = False
     num_layer_list: list[int] | None = None
     recompute: str = field(default="none", validator=_choice("none", "full", "selective"))
-    distributed_optimizer: bool = False
+    distributed_optimizer: bool | None = field(default=None, metadata={
+        "help": "shard optimizer state over data-parallel ranks; None = the engine's default "
+                "(fsdp: sharded)"})
     swap_optimizer: bool = False
     initial_loss_scale: float | None = field(default=None, validator=_opt(_pos))
     use_dynamic_bsz: bool = False

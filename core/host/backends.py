@@ -67,23 +67,45 @@ class Backend:
         """The plan, or one ``ConfigError`` naming every failing check with its numbers."""
         return self.plan(cfg).require()
 
-    def train_engine_class(self, cfg: Any) -> type:
-        """The class ``make_train_engine`` builds for this recipe. Its ``name`` and
-        ``implements`` (``r1zero.config.engine_keys``) are checked before it is built."""
+    def train_engine_class(self, cfg: Any, world: int = 1) -> type:
+        """The class ``make_train_engine`` builds for this recipe on ``world`` ranks: torch on
+        one, fsdp on more or with tensor parallel (``config.layout.resolve_engine``). Its
+        ``name`` and ``implements`` (``r1zero.config.engine_keys``) are checked before it is
+        built."""
         from r1zero.config.layout import resolve_engine
-        from r1zero.trainer.engine import TorchTrainEngine
 
         a = cfg.actor
-        engine = resolve_engine(a.engine, a.tensor_parallel, a.pipeline_parallel, a.expert_parallel)
+        engine = resolve_engine(a.engine, a.tensor_parallel, a.pipeline_parallel,
+                                a.expert_parallel, world)
+        if engine == "fsdp":
+            from r1zero.trainer.fsdp_engine import FSDPTrainEngine
+
+            return FSDPTrainEngine
         if engine != "torch":
             raise ConfigError(f"actor.engine {engine!r}: r1zero.trainer.megatron builds and "
                               f"tests the engine (one GRPO update at tp/pp/dp on CPU ranks), but "
                               f"`r1zero train` does not drive it yet; backend {self.name!r} builds "
-                              f"the torch engine only", key="actor.engine")
+                              f"the torch and fsdp engines only", key="actor.engine")
+        if world > 1 and a.distributed_optimizer:
+            raise ConfigError("distributed_optimizer is not implemented by the torch engine "
+                              "(every rank keeps the whole optimizer state); use actor.engine: "
+                              "fsdp", key="actor.distributed_optimizer")
+        from r1zero.trainer.engine import TorchTrainEngine
+
         return TorchTrainEngine
 
-    def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
-        return self.train_engine_class(cfg)(cfg, tokenizer, device=self.torch_device())
+    def make_train_engine(self, cfg: Any, tokenizer: Any, dist: Any = None) -> Any:
+        """``dist``: this rank's ``trainer.dist.DataParallel`` (its device mesh), None in a
+        one-process run."""
+        cls = self.train_engine_class(cfg, dist.world if dist is not None else 1)
+        if getattr(cls, "name", "") == "fsdp":
+            from r1zero.trainer.fsdp_engine import ensure_group
+
+            if dist is None:
+                ensure_group(self.collective)
+            return cls(cfg, tokenizer, device=self.torch_device(),
+                       mesh=dist.mesh if dist is not None else None)
+        return cls(cfg, tokenizer, device=self.torch_device())
 
     def rollout_engine_class(self, cfg: Any) -> type:
         """The class ``make_rollout_engine`` builds: r1zero's lean sampler here."""
@@ -100,11 +122,12 @@ class Backend:
         template's stop words (a word may be several tokens)."""
         return self.rollout_engine_class(cfg)(cfg, train_engine, tokenizer, stops)
 
-    def refuse_unimplemented(self, cfg: Any) -> None:
+    def refuse_unimplemented(self, cfg: Any, world: int = 1) -> None:
         """A ``ConfigError`` naming every set key the chosen engines do not act on."""
         from r1zero.config.engine_keys import refuse_unimplemented
 
-        refuse_unimplemented(cfg, self.train_engine_class(cfg), self.rollout_engine_class(cfg))
+        refuse_unimplemented(cfg, self.train_engine_class(cfg, world),
+                             self.rollout_engine_class(cfg))
 
     def torch_device(self) -> str:
         return self.device

@@ -1,5 +1,7 @@
-"""Checkpoints for exact resume: model (safetensors, loadable by transformers), optimizer,
-scheduler, RNG states and data position, written atomically (temp dir, then rename).
+"""Checkpoints for exact resume: the engine's state (``trainer.engine_state``: HF export in
+``model/``, fp32 master weights, the optimizer sharded with ``torch.distributed.checkpoint``,
+schedule and loss scale), RNG states and data position, written atomically (temp dir, then
+rename). Every rank of a sharded engine takes part in ``save`` and ``load``.
 
 ``trainer_state.pt`` holds only tensors, numbers, strings, lists and dicts (RNG states are
 converted to plain tensors and lists), so it is read with ``torch.load(weights_only=True)``:
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from r1zero.host.errors import CheckpointError
+from r1zero.trainer.engine_state import check_engine_state
 
 log = logging.getLogger("r1zero.checkpoint")
 STATE_FILE, META_FILE = "trainer_state.pt", "meta.json"
@@ -50,19 +53,26 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
 
 
 def save(ckpt_dir: str | Path, step: int, engine: Any, tokenizer: Any, extra: dict[str, Any],
-         keep_last: int = 2) -> Path:
-    """Write ``ckpt_dir/step_<n>`` atomically and point ``latest`` at it."""
+         keep_last: int = 2, dist: Any = None) -> Path | None:
+    """Write ``ckpt_dir/step_<n>`` atomically and point ``latest`` at it. With ``dist`` (a
+    ``trainer.dist.DataParallel``) every rank calls this (the engine state is sharded); rank 0
+    alone writes the rest and returns the path, the others None."""
+    main = dist is None or dist.is_main
     root = Path(ckpt_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(root)
     final = root / f"step_{step:06d}"
     tmp = root / f".tmp_step_{step:06d}_{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    engine.model.save_pretrained(tmp / "model", safe_serialization=True)
+    if main:
+        root.mkdir(parents=True, exist_ok=True)
+        clean_stale_tmp(root)
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "model").mkdir(parents=True)
+    if dist is not None:               # rank 0's directory, once it exists
+        tmp = Path(dist.broadcast(str(tmp)))
+    engine.save_state(tmp)
+    if not main:
+        return None
     tokenizer.save_pretrained(tmp / "model")
-    torch.save({"optimizer": engine.optimizer.state_dict(),
-                "scheduler": engine.scheduler.state_dict(), **extra}, tmp / STATE_FILE)
+    torch.save(extra, tmp / STATE_FILE)
     (tmp / META_FILE).write_text(json.dumps({"step": step}))
     _fsync_dir(tmp)
     if final.exists():
@@ -152,6 +162,13 @@ def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
                                   path=str(f)) from exc
     state = _read_state(path / STATE_FILE)
     state["step"] = step
+    try:
+        check_engine_state(path)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged engine file, whatever raised
+        raise CheckpointError(f"unreadable engine state: {type(exc).__name__}: {exc}",
+                              path=str(path)) from None
     return weights, state
 
 
@@ -182,7 +199,7 @@ def _read_state(f: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - truncated zip, empty file, bad magic ...
         raise CheckpointError(f"unreadable (truncated or not a checkpoint): "
                               f"{type(exc).__name__}: {exc}", path=str(f)) from None
-    missing = [k for k in ("optimizer", "scheduler") if not isinstance(state, dict) or k not in state]
+    missing = [k for k in ("data", "rng") if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"incomplete: no {missing}", path=str(f))
     return state
@@ -190,16 +207,15 @@ def _read_state(f: Path) -> dict[str, Any]:
 
 def apply(path: Path, weights: dict[str, torch.Tensor], state: dict[str, Any],
           engine: Any) -> dict[str, Any]:
-    """Load what ``read`` returned into ``engine``; return the extra state."""
-    missing, unexpected = engine.model.load_state_dict(weights, strict=False)
-    tied = {k for k in missing if "lm_head" in k}
-    if set(missing) - tied or unexpected:
-        raise CheckpointError(f"does not match the model (missing {sorted(set(missing) - tied)[:5]}, "
-                              f"unexpected {unexpected[:5]})", path=str(path))
-    state = dict(state)
-    engine.optimizer.load_state_dict(state.pop("optimizer"))
-    engine.scheduler.load_state_dict(state.pop("scheduler"))
-    return state
+    """Load the checkpoint ``read`` checked into ``engine`` (weights, optimizer, schedule, loss
+    scale; every rank of a sharded engine calls this); return the extra state."""
+    try:
+        engine.load_state(Path(path))
+    except CheckpointError:
+        raise
+    except RuntimeError as exc:
+        raise CheckpointError(str(exc), path=str(path)) from None
+    return dict(state)
 
 
 def load(path: str | Path, engine: Any) -> dict[str, Any]:

@@ -8,8 +8,10 @@ since a GRPO group never spans ranks. The optimizer step equals the single-proce
     loss = sum_k share_k * loss_k,   share_k = tokens_k / tokens(global mini-batch)
 
 so with the token total summed over ranks (``sum_int``) and the gradients summed over ranks
-(``all_reduce_grads``) before clipping, every rank holds the single-process gradient and takes
-the same step. ``GRPOTrainer(dist=None)`` is the single-process trainer, untouched.
+before clipping, every rank holds the single-process gradient and takes the same step. The
+sharded engine (``trainer.fsdp_engine``) sums gradients in its own reduce-scatter; only
+``actor.engine: torch`` at several ranks (whole replicas) uses ``all_reduce_grads``.
+``GRPOTrainer(dist=None)`` is the single-process trainer.
 """
 
 from __future__ import annotations
@@ -77,20 +79,33 @@ class NullWriter:
 
 
 class DataParallel:
-    """This process's rank in a ``torch.distributed`` group, and the trainer's collectives."""
+    """This process's rank in a ``torch.distributed`` group, and the trainer's collectives.
 
-    def __init__(self, rank: int, world: int, device: str = "cpu"):
+    With tensor parallel ``tp`` > 1 the ranks form a (dp, tp) mesh: the ``tp`` ranks of one
+    group hold the same data (``dp_rank``, ``dp_world``), and data sums run over the dp group.
+    """
+
+    def __init__(self, rank: int, world: int, device: str = "cpu", tp: int = 1):
         self.rank, self.world, self.device = rank, world, torch.device(device)
+        self.tp, self.dp_rank, self.dp_world = tp, rank // tp, world // tp
         self.mini: int | None = None        # prompts per mini-batch of the last ``shard``
+        self.mesh: Any = None
+        self.dp_group: Any = None
 
     @classmethod
     def init(cls, rank: int, world: int, collective: str, master: tuple[str, int],
-             device: str = "cpu", timeout_s: float = 1800) -> "DataParallel":
-        """Join the group by TCP rendezvous at ``master`` = (rank 0's node IP, a free port)."""
+             device: str = "cpu", timeout_s: float = 1800, tp: int = 1) -> "DataParallel":
+        """Join the group by TCP rendezvous at ``master`` = (rank 0's node IP, a free port)
+        and lay the ranks out as a (dp, tp) device mesh."""
+        from r1zero.trainer.fsdp_engine import make_mesh
+
         tdist.init_process_group(collective, init_method=f"tcp://{master[0]}:{master[1]}",
                                  rank=rank, world_size=world,
                                  timeout=datetime.timedelta(seconds=timeout_s))
-        return cls(rank, world, device)
+        dp = cls(rank, world, device, tp)
+        dp.mesh = make_mesh(torch.device(device).type, tp)
+        dp.dp_group = dp.mesh["dp"].get_group()
+        return dp
 
     @property
     def is_main(self) -> bool:
@@ -98,21 +113,27 @@ class DataParallel:
 
     def shard(self, ids: Sequence[int], mini: int) -> list[int]:
         self.mini = mini
-        return shard_prompts(ids, mini, self.rank, self.world)
+        return shard_prompts(ids, mini, self.dp_rank, self.dp_world)
 
     def null_writer(self) -> NullWriter:
         return NullWriter()
 
     def sum_int(self, value: int) -> int:
         t = torch.tensor([value], dtype=torch.int64, device=self.device)
-        tdist.all_reduce(t)
+        tdist.all_reduce(t, group=self.dp_group)
+        return int(t.item())
+
+    def max_int(self, value: int) -> int:
+        """The largest ``value`` over all ranks."""
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
         return int(t.item())
 
     def sum_stats(self, stats: dict[str, float]) -> dict[str, float]:
         """Add up per-rank statistics that are already weighted by their global share."""
         keys = sorted(stats)
         t = torch.tensor([stats[k] for k in keys], dtype=torch.float64, device=self.device)
-        tdist.all_reduce(t)
+        tdist.all_reduce(t, group=self.dp_group)
         return dict(zip(keys, t.tolist()))
 
     def all_reduce_grads(self, params: Iterable[torch.nn.Parameter],
@@ -140,6 +161,12 @@ class DataParallel:
         if bucket:
             _reduce_bucket(bucket)
 
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        box = [obj]
+        tdist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order, on every rank."""
         out: list[Any] = [None] * self.world
@@ -148,15 +175,16 @@ class DataParallel:
 
     def merge_step(self, record: dict, timings: dict[str, float],
                    step_s: float) -> tuple[dict, dict[str, float], float]:
-        """All ranks' samples of this step (rank order; ``ids`` back in the global order) and
-        the slowest rank's timings."""
-        parts = self.gather((record, timings, step_s))
+        """All dp ranks' samples of this step (rank order; ``ids`` back in the global order;
+        one rank per tp group) and the slowest rank's timings."""
+        every = self.gather((record, timings, step_s))
+        parts = every[::self.tp]
         names = list(dict.fromkeys(k for _, t, _ in parts for k in t))
-        slowest = {k: max(t.get(k, 0.0) for _, t, _ in parts) for k in names}
+        slowest = {k: max(t.get(k, 0.0) for _, t, _ in every) for k in names}
         merged = merge_records([r for r, _, _ in parts])
         if "ids" in record and self.mini:
             merged["ids"] = unshard_prompts([r["ids"] for r, _, _ in parts], self.mini)
-        return merged, slowest, max(s for _, _, s in parts)
+        return merged, slowest, max(s for _, _, s in every)
 
     def rank_rng(self, state: dict) -> dict:
         """This rank's RNG state from a checkpoint's ``rng_ranks`` (written by a run of the same

@@ -1,79 +1,182 @@
 """Training and rollout engines for torch devices (cpu, cuda, npu).
 
-``TorchTrainEngine`` holds the actor, the frozen reference, the optimizer and the lr schedule
-and computes per-token log-probs. ``SamplerRolloutEngine`` generates with r1zero's lean sampler
-from the actor's own weights (colocated, like MindSpeed-RL's integrated worker), so weight
-sync after an optimizer step costs nothing.
+The train-engine interface the GRPO trainer calls (``TorchTrainEngine`` on one device,
+``trainer.fsdp_engine.FSDPTrainEngine`` sharded over ranks; other engines implement the same):
+
+    model, ref            actor (trained) and frozen reference modules, or ref None
+    optimizer, scheduler  torch optimizer and lr schedule over the actor's fp32 master weights
+    device, pad_id        where batches go; the padding token
+    reduces_grads         True when backward already leaves the data-parallel gradient (FSDP)
+    logprobs(model, batch, temperature, with_entropy) -> (B, R) log-probs[, entropies]
+    backward(loss)        loss.backward(), scaled under fp16 dynamic loss scaling
+    step(max_norm, check) -> grad norm before clipping; ``check(norm)`` (may raise), then clips,
+                          steps optimizer and schedule, zeroes grads
+    full_weights()        (HF name, full fp32 tensor) pairs, layer by layer (rollout weight sync)
+    weights_in_place      True when a sampler may read ``model`` itself (one device, fp32)
+    save_state(dir) / load_state(dir)   weights, optimizer, schedule, loss scale
+
+Weights and optimizer state are float32; forwards compute in ``model.dtype``
+(``trainer.precision``). ``SamplerRolloutEngine`` generates with r1zero's lean sampler from the
+actor's own weights when they are usable as they are (colocated, like MindSpeed-RL's integrated
+worker), else from a compute-dtype copy refreshed from ``full_weights()`` after each step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
 import math
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
+from r1zero.trainer.engine_state import load_engine_state, save_engine_state
+from r1zero.trainer.precision import autocast, clip_and_step, compute_dtype, make_scaler
 
 class TorchTrainEngine:
-    """The actor, reference, optimizer and schedule on one torch device.
-
-    ``name`` and ``implements`` are the engine interface's declaration of which optional
-    recipe keys it acts on (``r1zero.config.engine_keys``): none, so e.g. ``actor.recompute``
-    is refused before step 1 with this engine. An engine that implements a key lists it.
-    """
+    """The actor on one device: fp32 master weights, autocast to ``model.dtype``. ``name`` and
+    ``implements`` declare the optional recipe keys it acts on (``r1zero.config.engine_keys``)."""
 
     name = "torch"
-    implements: frozenset[str] = frozenset()
+    implements: frozenset[str] = frozenset({
+        "actor.recompute", "actor.initial_loss_scale", "actor.use_dynamic_bsz",
+        "actor.max_packing_token_size", "rollout.offload_train_params",
+        "rollout.offload_train_grads", "rollout.offload_train_optimizer"})
+
+    reduces_grads = False
 
     def __init__(self, cfg: Any, tokenizer: Any, device: str = "cpu"):
-        from transformers import AutoModelForCausalLM
-
         self.cfg, self.device = cfg, torch.device(device)
-        dtype = _DTYPES[cfg.model.dtype]
-        self.model = AutoModelForCausalLM.from_pretrained(
-            cfg.model.path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code).to(self.device)
-        self.model.config.use_cache = False
-        self.model.train()
+        self.compute_dtype = compute_dtype(cfg)
+        self.scaler = make_scaler(cfg)
+        self.model = load_actor(cfg).to(self.device)
+        self.share_prompts = set_recompute(self.model, cfg, "torch")
+        self.weights_in_place = self.compute_dtype == torch.float32
         self.ref = None
         if cfg.reference.enabled and cfg.algorithm.kl_coef > 0:
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
-        a = cfg.actor
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=a.lr, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_eps,
-            weight_decay=a.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(a))
+        self.optimizer, self.scheduler = make_optimizer(cfg, self.model.parameters())
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def logprobs(self, model: torch.nn.Module, batch: "SeqBatch", temperature: float,
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, R) log-probs of the response tokens (and their entropies when asked)."""
-        logits = response_logits(model, batch).float()
-        if temperature != 1.0:
-            logits = logits / temperature
-        logz = torch.logsumexp(logits, dim=-1)
-        logp = logits.gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1) - logz
-        ent = None
-        if with_entropy:
-            probs = torch.softmax(logits, dim=-1)
-            ent = logz - (probs * logits).sum(-1)
-        return logp, ent
+        with autocast(self.device, self.compute_dtype):
+            logits = response_logits(model, batch, self.share_prompts)
+        return token_logprobs(logits, batch, temperature, with_entropy)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale_loss(loss).backward()
+
+    def step(self, max_norm: float, check: Any = None) -> float:
+        return clip_and_step(self, max_norm, check)
+
+    def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        for name, t in self.model.state_dict().items():
+            yield name, t.detach()
+
+    def save_state(self, out: Path) -> None:
+        save_engine_state(self, out)
+
+    def rollout_phase(self):
+        return offload_for_rollout(self)
+
+    def load_state(self, src: Path) -> None:
+        load_engine_state(self, src)
 
 
-def response_logits(model: torch.nn.Module, batch: "SeqBatch") -> torch.Tensor:
+@contextlib.contextmanager
+def offload_for_rollout(engine: Any, skip: bool = False):
+    """While generating, the actor's training state leaves the accelerator as
+    ``rollout.offload_train_params`` / ``_optimizer`` ask (gradients are already freed after
+    each step; parameters stay when the sampler reads them in place). On the cpu backend the
+    state lives in host memory already: nothing moves."""
+    r, device = engine.cfg.rollout, engine.device
+    params = r.offload_train_params and not engine.weights_in_place
+    moved = device.type != "cpu" and not skip and (params or r.offload_train_optimizer)
+    if moved:
+        _move_train_state(engine, "cpu", params, r.offload_train_optimizer)
+    try:
+        yield
+    finally:
+        if moved:
+            _move_train_state(engine, device, params, r.offload_train_optimizer)
+
+
+def _move_train_state(engine: Any, device: Any, params: bool, optimizer: bool) -> None:
+    if params:
+        engine.model.to(device)
+    if optimizer:
+        for state in engine.optimizer.state.values():
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.dim():
+                    state[k] = v.to(device)
+    if engine.device.type == "cuda" and device == "cpu":
+        torch.cuda.empty_cache()
+
+
+def load_actor(cfg: Any) -> torch.nn.Module:
+    """The HF model of ``model.path`` in float32 (the master weights), train mode, no KV cache."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        cfg.model.path, dtype=torch.float32, trust_remote_code=cfg.model.trust_remote_code)
+    model.config.use_cache = False
+    return model.train()
+
+
+def set_recompute(model: torch.nn.Module, cfg: Any, engine: str) -> bool:
+    """``actor.recompute: full`` -> activation checkpointing of every decoder layer (recomputed
+    in backward). Returns whether forwards may share a prompt's KV cache (not under recompute)."""
+    from r1zero.host.errors import ConfigError
+
+    mode = cfg.actor.recompute
+    if mode == "selective":
+        raise ConfigError(f"recompute 'selective' is not implemented by the {engine} engine; use "
+                          "'full' (activation checkpointing per decoder layer) or 'none'",
+                          key="actor.recompute")
+    if mode == "full":
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return mode == "none"
+
+
+def make_optimizer(cfg: Any, params: Iterable[torch.nn.Parameter]):
+    """AdamW over ``params`` and its lr schedule (``lr_lambda``)."""
+    a = cfg.actor
+    opt = torch.optim.AdamW(params, lr=a.lr, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_eps,
+                            weight_decay=a.weight_decay)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(a))
+
+
+def token_logprobs(logits: torch.Tensor, batch: "SeqBatch", temperature: float,
+                   with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, R, V) logits -> (B, R) float32 log-probs of the response tokens[, entropies]."""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    logz = torch.logsumexp(logits, dim=-1)
+    logp = logits.gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1) - logz
+    ent = None
+    if with_entropy:
+        probs = torch.softmax(logits, dim=-1)
+        ent = logz - (probs * logits).sum(-1)
+    return logp, ent
+
+
+def response_logits(model: torch.nn.Module, batch: "SeqBatch", share: bool = True) -> torch.Tensor:
     """(B, R, V) logits that predict the response tokens (position t predicts token t+1).
 
     When rows share a prompt (``batch.shared``: the n samples of a GRPO group), each distinct
     prompt runs once and its keys/values are gathered for the rows that continue it. Exact,
     since a prompt token never attends to a response token; it saves (B - G) * P positions of
-    forward and backward (~40% of a step at P ~ R).
+    forward and backward (~40% of a step at P ~ R). ``share`` False runs every row whole (under
+    activation checkpointing, which drops the KV cache the shared form needs).
     """
     pw = batch.prompt_width
-    if not batch.shared:
+    if not batch.shared or not share:
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                        position_ids=batch.position_ids).logits
         return logits[:, pw - 1:-1]
@@ -157,24 +260,51 @@ class SeqBatch:
 
 
 class SamplerRolloutEngine:
-    """Generation from the actor's weights with ``r1zero.trainer.sampler.Sampler``."""
+    """Generation with ``r1zero.trainer.sampler.Sampler`` from the actor's weights: in place when
+    ``train_engine.weights_in_place``, else from a full copy in the compute dtype that
+    ``sync_weights`` refreshes from ``train_engine.full_weights()`` one tensor at a time."""
 
     name = "sampler"
     implements = frozenset({"rollout.min_p"})
 
-    def __init__(self, cfg: Any, train_engine: TorchTrainEngine, tokenizer: Any,
+    def __init__(self, cfg: Any, train_engine: Any, tokenizer: Any,
                  stops: Sequence[Sequence[int]]):
         from r1zero.trainer.sampler import Sampler
 
-        self.cfg = cfg
-        self.sampler = Sampler(train_engine.model, [tuple(s) for s in stops], train_engine.pad_id)
+        self.cfg, self.train_engine = cfg, train_engine
+        if train_engine.weights_in_place:
+            self.model = train_engine.model
+        else:
+            self.model = rollout_copy(cfg, train_engine.device)
+            self.sync_weights()
+        self.sampler = Sampler(self.model, [tuple(s) for s in stops], train_engine.pad_id)
 
     def generate(self, prompts: Sequence[Sequence[int]], n: int,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, seeds: Sequence[int] | None = None):
         r = self.cfg.rollout
-        return self.sampler.generate(prompts, n, r.max_response_length, temperature=r.temperature,
-                                     top_p=r.top_p, top_k=r.top_k, generator=generator,
-                                     min_p=r.min_p)
+        phase = getattr(self.train_engine, "rollout_phase", contextlib.nullcontext)
+        with phase():
+            return self.sampler.generate(prompts, n, r.max_response_length,
+                                         temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                                         generator=generator, min_p=r.min_p, seeds=seeds)
 
+    @torch.no_grad()
     def sync_weights(self) -> None:
-        """The sampler reads the actor's parameters in place: nothing to copy."""
+        """Copy the actor's full weights into the sampler's model (nothing to do in place)."""
+        if self.model is self.train_engine.model:
+            return
+        own = self.model.state_dict()
+        for name, tensor in self.train_engine.full_weights():
+            own[name].copy_(tensor)
+
+
+def rollout_copy(cfg: Any, device: torch.device) -> torch.nn.Module:
+    """An empty (weights to be synced) eval-mode model of ``model.path``'s architecture in the
+    compute dtype, on ``device``."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    hf = AutoConfig.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(hf, dtype=compute_dtype(cfg),
+                                                 trust_remote_code=cfg.model.trust_remote_code)
+    return model.eval().requires_grad_(False)

@@ -8,6 +8,7 @@ clipped-loss updates -> weight sync -> metrics -> checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -23,6 +24,7 @@ from r1zero.evaluate.command import write_recipe
 from r1zero.host.errors import CheckpointError
 from r1zero.scoring.pool import ScoringPool
 from r1zero.trainer import checkpoint, guards, preflight
+from r1zero.trainer.batching import check_dynamic_bsz, split_to, token_budget_chunks
 from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.engine import SeqBatch
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
@@ -52,16 +54,19 @@ class GRPOTrainer:
         self.backend, self.algorithm = run.backend, run.algorithm
         self.backend.require()
         self.backend.validate_layout(cfg)
-        self.backend.refuse_unimplemented(cfg)      # a key no chosen engine acts on: refused
+        # a key no chosen engine acts on: refused
+        self.backend.refuse_unimplemented(cfg, dist.world if dist else 1)
         self.lock = preflight.start(cfg, resume, lock=dist is None)
         self.backend.setup(cfg)
+        check_dynamic_bsz(cfg)
         _seed_all(cfg.actor.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.path)
         if data is None:
             prepare(run)
             data = load_dataset(output_dir(cfg))
         self.data, self.prompts = data, data.rows
-        self.engine = self.backend.make_train_engine(cfg, self.tokenizer)
+        self.engine = self.backend.make_train_engine(
+            cfg, self.tokenizer, **({"dist": dist} if dist is not None else {}))
         self.rollout = self.backend.make_rollout_engine(
             cfg, self.engine, self.tokenizer, stop_sequences(self.tokenizer, run.template))
         self.scoring = ScoringPool(run.scorers, workers=cfg.scoring.workers,
@@ -159,8 +164,10 @@ class GRPOTrainer:
     def _generate(self, rows: list) -> Samples:
         """Rollout and scoring of ``rows``: n samples per prompt, each with its reward."""
         with self._timer("rollout"):
+            seeds = [prompt_seed(self.cfg.actor.seed, self.step, r.id) for r in rows]
             out = self.rollout.generate([r.input_ids for r in rows],
-                                        self.cfg.rollout.n_samples_per_prompt, self.generator)
+                                        self.cfg.rollout.n_samples_per_prompt, self.generator,
+                                        seeds=seeds)
         with self._timer("reward"):
             texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
             owners = [rows[i] for i in out.prompt_index]
@@ -188,12 +195,22 @@ class GRPOTrainer:
 
     # -- update ------------------------------------------------------------------------
     def _micro_batches(self, order: list[int], seqs: list) -> list[list[int]]:
-        """Chunks of ``micro_batch_size`` sequences, sorted by (prompt length, prompt, response
-        length): a prompt's samples stay together, so its prompt runs once per chunk
-        (``engine.response_logits``), and padding stays small."""
+        """Chunks of ``micro_batch_size`` sequences (or within ``max_packing_token_size`` padded
+        tokens under ``use_dynamic_bsz``), sorted by (prompt length, prompt, response length):
+        a prompt's samples stay together, so its prompt runs once per chunk
+        (``engine.response_logits``), and padding stays small. Ranks of a sharded engine get
+        the same number of chunks (its forwards are collectives)."""
         by_len = sorted(order, key=lambda i: (len(seqs[i][0]), seqs[i][0], len(seqs[i][1])))
-        mbs = self.cfg.actor.micro_batch_size
-        return [by_len[i:i + mbs] for i in range(0, len(by_len), mbs)]
+        a = self.cfg.actor
+        if a.use_dynamic_bsz:
+            lengths = {i: (len(seqs[i][0]), len(seqs[i][1])) for i in by_len}
+            chunks = token_budget_chunks(by_len, lengths, a.max_packing_token_size)
+        else:
+            mbs = a.micro_batch_size
+            chunks = [by_len[i:i + mbs] for i in range(0, len(by_len), mbs)]
+        if self.dist is not None and self.engine.reduces_grads:
+            chunks = split_to(chunks, self.dist.max_int(len(chunks)))
+        return chunks
 
     def _batch(self, idx: list[int], seqs: list) -> SeqBatch:
         return SeqBatch([seqs[i][0] for i in idx], [seqs[i][1] for i in idx],
@@ -216,7 +233,7 @@ class GRPOTrainer:
         n_seq = len(seqs)
         mini = (a.mini_batch_size or a.global_batch_size) * cfg.rollout.n_samples_per_prompt
         if self.dist is not None:       # this rank's piece of each mini-batch (dist.shard_prompts)
-            mini //= self.dist.world
+            mini //= self.dist.dp_world
         everything = self._micro_batches(list(range(n_seq)), seqs)
         logp_ref: dict[int, torch.Tensor] = {}
         if eng.ref is not None:
@@ -263,18 +280,16 @@ class GRPOTrainer:
             ref = _stack(logp_ref, idx, logp) if logp_ref else None
             out = self.algorithm.loss(logp, old, advantages[idx].to(logp.device), mask, ref, ent)
             share = (mask.sum().item() if token_mean else len(idx)) / total
-            (out["loss"] * share).backward()
+            eng.backward(out["loss"] * share)
             for k, v in out.items():
                 stats[k] = stats.get(k, 0.0) + float(v.detach()) * share
         if self.dist is not None:       # the single-process gradient on every rank, then clip
-            self.dist.all_reduce_grads(eng.model.parameters())
+            if not eng.reduces_grads:
+                self.dist.all_reduce_grads(eng.model.parameters())
             stats = self.dist.sum_stats(stats)
-        params = [p for p in eng.model.parameters() if p.grad is not None]
-        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.actor.clip_grad))
         stats["lr"] = eng.optimizer.param_groups[0]["lr"]
-        guards.check_step(self.step, stats)
-        eng.optimizer.step()
-        eng.scheduler.step()
+        stats["grad_norm"] = eng.step(cfg.actor.clip_grad, check=lambda norm: guards.check_step(
+            self.step, {**stats, "grad_norm": norm}))
         guards.check_weights(eng.model, f"step {self.step}")
         return stats
 
@@ -319,10 +334,8 @@ class GRPOTrainer:
                  "step": self.step, "kl_coef": self.algorithm.kl_ctrl.value}
         if self.dist is not None:       # every rank's sampler stream, for an exact resume
             extra["rng_ranks"] = self.dist.gather(extra["rng"])
-            if not self.is_main:
-                return None
         return checkpoint.save(self.cfg.checkpoint.dir, self.step, self.engine, self.tokenizer,
-                               extra, self.cfg.checkpoint.keep_last)
+                               extra, self.cfg.checkpoint.keep_last, dist=self.dist)
 
     def _resume(self) -> None:
         found = checkpoint.load_for_resume(self.cfg.checkpoint.dir, self.cfg.checkpoint.load,
@@ -332,6 +345,7 @@ class GRPOTrainer:
                         self.cfg.checkpoint.dir)
             return
         path, state = found
+        self.rollout.sync_weights()     # a sampler's own copy still holds the initial weights
         try:
             self.order.load(state["data"])
         except ValueError as exc:
@@ -363,6 +377,13 @@ def _stack(store: dict[int, torch.Tensor], idx: list[int], like: torch.Tensor) -
     for row, i in enumerate(idx):
         out[row, :store[i].shape[0]] = store[i]
     return out
+
+
+def prompt_seed(seed: int, step: int, prompt: Any) -> int:
+    """The sampling seed of dataset row ``prompt`` (its id) at ``step``: a function of the run's seed, the
+    step and the prompt only, so samples do not depend on the rank count or batch layout."""
+    digest = hashlib.blake2b(f"{seed}:{step}:{prompt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 def _seed_all(seed: int) -> None:

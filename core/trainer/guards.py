@@ -24,17 +24,21 @@ def check_step(step: int, stats: Mapping[str, float]) -> None:
                             "the model's weights)")
 
 
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
 @torch.no_grad()
 def check_weights(model: torch.nn.Module, when: str) -> None:
     """Every parameter finite, else a ``TrainingError`` naming the first one that is not."""
-    params = [p.detach() for p in model.parameters()]
+    params = [_local(p.detach()) for p in model.parameters()]   # a sharded rank: its shards
     if not params:
         return
     norms = torch._foreach_norm(params, float("inf"))   # max abs: one pass, no overflow
     if bool(torch.isfinite(torch.stack([n.float().to(norms[0].device) for n in norms])).all()):
         return
     for name, p in model.named_parameters():
-        if not bool(torch.isfinite(p).all()):
+        if not bool(torch.isfinite(_local(p)).all()):
             raise TrainingError(f"{when}: model weight {name!r} holds non-finite values "
                                 f"(nan/inf); stopped")
     raise TrainingError(f"{when}: the model weights hold non-finite values; stopped")

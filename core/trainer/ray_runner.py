@@ -8,8 +8,11 @@ device, MindSpeed-RL's ``use_integrated_worker``) per device of the cluster.
 ``run_on_ray(cfg)`` joins the cluster (or starts a local one), reserves ``world`` devices under
 the backend's Ray resource name with one STRICT_PACK placement group per node, starts one
 ``TrainWorker`` actor per device, forms a ``torch.distributed`` group (the backend's collective)
-by TCP rendezvous at rank 0's node, and runs ``GRPOTrainer`` on every rank. The update equals
-the single-process one (``trainer.dist``); rank 0 writes metrics, plots and checkpoints.
+by TCP rendezvous at rank 0's node, lays the ranks out as a (dp, tp) device mesh and runs
+``GRPOTrainer`` on every rank: each worker is a rank of the sharded engine (``actor.engine:
+fsdp``, the default here), which does its own gradient collectives. The update equals the
+single-process one (``trainer.dist``); rank 0 writes metrics and plots, all ranks write their
+shards of each checkpoint.
 """
 
 from __future__ import annotations
@@ -56,12 +59,13 @@ class TrainWorker:
         device = backend.torch_device()
         if device != "cpu":
             _select_device(device, backend.ray_resource)
-        self.dist = DataParallel.init(self.rank, self.world, backend.collective, master, device)
+        self.dist = DataParallel.init(self.rank, self.world, backend.collective, master, device,
+                                      tp=cfg.actor.tensor_parallel)
         self.trainer = GRPOTrainer(resolved, data=load_dataset(output_dir(cfg)), resume=resume,
                                    dist=self.dist)
         self.dist.check_same("the prompts, data position and step",
                              (len(self.trainer.prompts), self.trainer.order.state(), self.trainer.step))
-        weights = sum(float(p.detach().float().sum()) for p in self.trainer.engine.model.parameters())
+        weights = sum(float(t.float().sum()) for _, t in self.trainer.engine.full_weights())
         self.dist.check_same("the model weights (sum)", f"{weights:.6g}")
 
     def run(self) -> list[dict]:
@@ -205,7 +209,7 @@ def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
     backend = resolved.backend
     backend.require()
     backend.validate_layout(cfg)
-    backend.refuse_unimplemented(cfg)
+    backend.refuse_unimplemented(cfg, backend.world_size(cfg))
     refuse_uneven_steps(resolved.algorithm, backend.world_size(cfg))
     lock = preflight.start(cfg, resume)  # the driver holds the run directories for all ranks
     try:

@@ -75,14 +75,19 @@ class Sampler:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = -1,
-                 generator: torch.Generator | None = None, min_p: float = 0.0) -> SampleOutput:
+                 generator: torch.Generator | None = None, min_p: float = 0.0,
+                 seeds: Sequence[int] | None = None) -> SampleOutput:
         """n samples for each prompt (lists of token ids, any lengths), at most max_new_tokens each.
 
         temperature 0 (or top_k 1) is greedy decoding. ``generator`` seeds the sampling (one
         uniform per row and step, drawn on the generator's device); same generator state, same
-        model, same arguments -> same output.
+        model, same arguments -> same output. ``seeds`` (one int per prompt) instead draws each
+        prompt's uniforms from its own seed, so a prompt's samples do not depend on the other
+        prompts of the batch (nor on how a run splits prompts over ranks).
         """
         _check_args(prompts, n, max_new_tokens, temperature, top_p)
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"Sampler.generate: {len(seeds)} seeds for {len(prompts)} prompts")
         u, b = len(prompts), len(prompts) * n
         out = SampleOutput(prompt_index=[i for i in range(u) for _ in range(n)],
                            response_ids=[[] for _ in range(b)], finished=[False] * b,
@@ -100,7 +105,9 @@ class Sampler:
             tokens, lps, lengths = _decode_loop(
                 stepper, logits, pos[:, -1].repeat_interleave(n) + 1,
                 (self._stop_tensor(device), [torch.tensor(s, device=device)
-                                              for s in self.stop_sequences]), max_new_tokens, (temperature, top_k, top_p, min_p), generator)
+                                              for s in self.stop_sequences]), max_new_tokens,
+                (temperature, top_k, top_p, min_p), generator,
+                prompt_uniforms(seeds, n, max_new_tokens, device) if seeds is not None else None)
         finally:
             self.model.train(was_training)
         for i, (row, lp, length) in enumerate(zip(tokens.tolist(), lps.tolist(), lengths.tolist())):
@@ -138,8 +145,11 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
 
 
 def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stops: tuple, max_new: int,
-                 sampling: tuple[float, int, float, float], generator: torch.Generator | None):
+                 sampling: tuple[float, int, float, float], generator: torch.Generator | None,
+                 uniforms: Tensor | None = None):
     """Sample max_new steps -> tokens (B, max_new), logprobs (B, max_new), lengths (B,).
+
+    ``uniforms`` (B, max_new): the draw of each row and step, else draws from ``generator``.
 
     lengths[i] = +k when row i stopped at its k-th token, -max_new when it never stopped.
     ``stops``: (single stop ids (S,), [stop sequences (k,) of k >= 2 ids]).
@@ -157,7 +167,8 @@ def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stops: tuple, max_ne
 
             raise TrainingError(f"rollout: the policy's logits hold nan/inf at generated token "
                                 f"{step + 1}; the weights have diverged (check actor.lr)")
-        tok, lp = sample_next(logits, *sampling, generator=generator)
+        u = None if uniforms is None else uniforms[rows, step].unsqueeze(1)
+        tok, lp = sample_next(logits, *sampling, generator=generator, u=u)
         tokens[rows, step], lps[rows, step] = tok, lp
         newly = torch.isin(tok, stop)
         for seq in sequences:       # the last len(seq) tokens of each row are the stop word
@@ -178,9 +189,18 @@ def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stops: tuple, max_ne
     return tokens, lps, lengths
 
 
+def prompt_uniforms(seeds: Sequence[int], n: int, max_new: int, device: torch.device) -> Tensor:
+    """(len(seeds) * n, max_new) uniforms in [0, 1): prompt i's n rows from its own seed."""
+    if len(seeds) * n == 0:
+        return torch.zeros((0, max_new), device=device)
+    rows = [torch.rand((n, max_new), generator=torch.Generator().manual_seed(int(s)))
+            for s in seeds]
+    return torch.cat(rows).to(device)
+
+
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int = -1, top_p: float = 1.0,
-                min_p: float = 0.0, generator: torch.Generator | None = None
-                ) -> tuple[Tensor, Tensor]:
+                min_p: float = 0.0, generator: torch.Generator | None = None,
+                u: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(B, V) logits -> (B,) sampled token ids and their (B,) log-probs.
 
     p = softmax(logits / temperature), restricted to the top_k most likely tokens (top_k <= 0:
@@ -189,7 +209,8 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int = -1, top_p
     transformers' TopK/TopP warpers; then min_p keeps the tokens with p >= min_p · max p (the
     MinP warper). Temperature 0 or top_k 1 takes the argmax. Draws by
     inverse CDF: token = first v with cumsum(p)_v > u·sum(p), u ~ U[0, 1) from ``generator``
-    (a float32 running sum: each token's mass is off by at most ~1e-7 absolute).
+    (a float32 running sum: each token's mass is off by at most ~1e-7 absolute), or the given
+    (B, 1) ``u``.
     The returned log-prob is log softmax(logits / temperature) of the token, unfiltered.
     """
     z = logits.float()
@@ -213,8 +234,10 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int = -1, top_p
         kept = kept * (kept >= min_p * kept.amax(-1, keepdim=True))
     cdf = kept.cumsum(-1)  # unnormalised after filtering: u is scaled by the total
     total = cdf[:, -1:]
-    g_device = generator.device if generator is not None else cdf.device
-    u = torch.rand(cdf.shape[0], 1, generator=generator, device=g_device).to(cdf.device)
+    if u is None:
+        g_device = generator.device if generator is not None else cdf.device
+        u = torch.rand(cdf.shape[0], 1, generator=generator, device=g_device)
+    u = u.to(cdf.device)
     # strictly below the total, so zero-probability tokens after the last kept one are never hit
     x = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
     choice = torch.searchsorted(cdf, x, right=True)

@@ -80,7 +80,7 @@ class AscendA3Backend(Backend):
         """64 GiB of HBM per A3 die (two dies per Ascend 910C chip)."""
         return A3_DIE_MEMORY
 
-    def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
+    def make_train_engine(self, cfg: Any, tokenizer: Any, dist: Any = None) -> Any:
         self.require()
         missing = missing_modules(train_requirements(cfg))
         if missing:
@@ -94,7 +94,7 @@ class AscendA3Backend(Backend):
                 "to 1 for a model that fits one die"))
         import torch_npu  # noqa: F401  - makes torch.device("npu") usable
 
-        return super().make_train_engine(cfg, tokenizer)
+        return super().make_train_engine(cfg, tokenizer, dist)
 
     def rollout_engine_class(self, cfg: Any) -> type:
         return vllm_or_sampler(self, cfg, ("vllm", "vllm_ascend"))

@@ -54,9 +54,9 @@ class CUDABackend(Backend):
             return None
         return torch.cuda.get_device_properties(0).total_memory
 
-    def make_train_engine(self, cfg: Any, tokenizer: Any) -> Any:
+    def make_train_engine(self, cfg: Any, tokenizer: Any, dist: Any = None) -> Any:
         self.require()
-        return super().make_train_engine(cfg, tokenizer)
+        return super().make_train_engine(cfg, tokenizer, dist)
 
     def rollout_engine_class(self, cfg: Any) -> type:
         return vllm_or_sampler(self, cfg)

@@ -177,12 +177,15 @@ class VLLMRolloutEngine:
         self.in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
         self._synced = False
 
-    def generate(self, prompt_ids: Sequence[Sequence[int]], n: int, generator: Any = None):
+    def generate(self, prompt_ids: Sequence[Sequence[int]], n: int, generator: Any = None,
+                 seeds: Sequence[int] | None = None):
         from r1zero.trainer.sampler import SampleOutput
 
         if not self._synced:        # vLLM started from dummy weights
             self.sync_weights()
-        seeds = request_seeds(generator, len(prompt_ids)) or [None] * len(prompt_ids)
+        if seeds is None:   # per-prompt seeds from the trainer, else drawn from the generator
+            seeds = request_seeds(generator, len(prompt_ids)) or [None] * len(prompt_ids)
+        seeds = [None if s is None else int(s) % (2 ** 31 - 1) for s in seeds]
         params = [self._sampling_params(**sampling_kwargs(self.cfg, n, self.stop_ids, s))
                   for s in seeds]
         prompts = [{"prompt_token_ids": list(p)} for p in prompt_ids]
@@ -192,6 +195,10 @@ class VLLMRolloutEngine:
         return SampleOutput(prompt_index=index, response_ids=responses, finished=finished)
 
     def sync_weights(self) -> None:
-        model = self.train_engine.model
-        push_weights(self.llm, model.state_dict().items(), self.in_process)
+        """The actor's full weights, one tensor at a time from ``train_engine.full_weights()``
+        (gathered from the shards of a sharded engine), cast to ``model.dtype``."""
+        dtype = getattr(self.train_engine, "compute_dtype", None)
+        weights = ((k, t if dtype is None else t.to(dtype))
+                   for k, t in self.train_engine.full_weights())
+        push_weights(self.llm, weights, self.in_process)
         self._synced = True

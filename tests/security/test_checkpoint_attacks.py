@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import random
 import shutil
 
@@ -49,7 +50,21 @@ def _plant_payload(step_dir, marker):
 def test_saved_state_loads_with_weights_only(run):
     _, ckpt = run
     state = torch.load(ckpt / "step_000002" / "trainer_state.pt", weights_only=True)
-    assert {"optimizer", "scheduler", "rng", "data"} <= set(state)
+    assert {"rng", "data"} <= set(state)
+    engine = torch.load(ckpt / "step_000002" / "engine.pt", weights_only=True)
+    assert {"scheduler", "scaler"} <= set(engine)
+
+
+def test_malicious_optimizer_metadata_never_executes(run, tmp_path):
+    """The optimizer's torch.distributed.checkpoint metadata is a pickle: read restricted."""
+    _, ckpt = run
+    marker = tmp_path / "pwned"
+    meta = ckpt / "step_000002" / "optim" / ".metadata"
+    meta.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(CheckpointError, match="never unpickles") as err:
+        checkpoint.read(ckpt / "step_000002")
+    assert ".metadata" in str(err.value)
+    assert not marker.exists()
 
 
 def test_rng_state_round_trips_through_a_weights_only_load(tmp_path):
