@@ -148,9 +148,10 @@ class GRPOTrainer:
         m = self._metrics(drawn, update, step_s)
         m.update(filled)
         m["actor/kl_coef"] = alg.kl_ctrl.value
+        count = self.dist.sum_int if self.dist is not None else int   # over the dp ranks
         if alg.overlong_mask:
-            m["algorithm/overlong_masked"] = len(seqs) - len(train)
-        m["algorithm/trained_samples"] = len(train)
+            m["algorithm/overlong_masked"] = count(len(seqs) - len(train))
+        m["algorithm/trained_samples"] = count(len(train))
         return m
 
     def _draw(self) -> list:
