@@ -49,6 +49,38 @@ def check_budget(scorer: str, value: Any) -> None:
                          f"got {value!r}")
 
 
+def check_options(scorer: Any) -> None:
+    """The options a format + accuracy scorer shares: finite weights, a boolean
+    ``accuracy_requires_format`` and a ``verify_budget_s`` in (0, 60]."""
+    for key in ("format_weight", "accuracy_weight"):
+        value = getattr(scorer, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ValueError(f"{scorer.name}: {key} must be a finite number, got {value!r}")
+    check_budget(scorer.name, scorer.verify_budget_s)
+    if not isinstance(scorer.accuracy_requires_format, bool):
+        raise ValueError(f"{scorer.name}: accuracy_requires_format must be true or false, "
+                         f"got {scorer.accuracy_requires_format!r}")
+
+
+def configure(scorer: Any, **options: Any) -> Any:
+    """A new scorer with ``options`` changed; an unknown option is a ValueError."""
+    valid = [f.name for f in attrs.fields(type(scorer))]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"{scorer.name}: unknown option {unknown[0]!r}; valid options: "
+                         f"{', '.join(valid)}")
+    return attrs.evolve(scorer, **options)
+
+
+def combine(scorer: Any, fmt: bool, acc: bool) -> dict[str, float]:
+    """reward = format_weight * format + accuracy_weight * accuracy, where accuracy counts
+    only with the format when ``accuracy_requires_format``."""
+    counted = acc if (fmt or not scorer.accuracy_requires_format) else False
+    reward = scorer.format_weight * fmt + scorer.accuracy_weight * counted
+    return {"reward": float(reward), "format": float(fmt), "accuracy": float(acc)}
+
+
 def gold_answer(ground_truth: str) -> str:
     """The gold answer: a ``\\boxed{}`` inside it unwrapped, surrounding ``$`` dropped."""
     gold = str(ground_truth)[:MAX_GROUND_TRUTH_CHARS].strip()
@@ -77,24 +109,11 @@ class BaseAccScorer:
         if self.format_mode not in FORMAT_MODES:
             raise ValueError(f"base_acc: format_mode must be one of {list(FORMAT_MODES)}, "
                              f"got {self.format_mode!r}")
-        for key in ("format_weight", "accuracy_weight"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value):
-                raise ValueError(f"base_acc: {key} must be a finite number, got {value!r}")
-        check_budget("base_acc", self.verify_budget_s)
-        if not isinstance(self.accuracy_requires_format, bool):
-            raise ValueError(f"base_acc: accuracy_requires_format must be true or false, "
-                             f"got {self.accuracy_requires_format!r}")
+        check_options(self)
 
     def configure(self, **options: Any) -> "BaseAccScorer":
         """A new scorer with ``options`` changed; an unknown option is a ValueError."""
-        valid = [f.name for f in attrs.fields(BaseAccScorer)]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ValueError(f"base_acc: unknown option {unknown[0]!r}; valid options: "
-                             f"{', '.join(valid)}")
-        return attrs.evolve(self, **options)
+        return configure(self, **options)
 
     def score(self, response: str, ground_truth: str,
               extra: Mapping[str, Any] | None = None) -> dict[str, float]:
@@ -106,9 +125,7 @@ class BaseAccScorer:
             fmt = mindspeed_format_ok(response)
             answer = last_boxed_mindspeed(response)
         acc = bool(answer) and answers_equal(answer, gold_answer(ground_truth), self.verify_budget_s)
-        counted = acc if (fmt or not self.accuracy_requires_format) else False
-        reward = self.format_weight * fmt + self.accuracy_weight * counted
-        return {"reward": float(reward), "format": float(fmt), "accuracy": float(acc)}
+        return combine(self, fmt, acc)
 
 
 @hookimpl

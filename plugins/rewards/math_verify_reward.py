@@ -25,7 +25,6 @@ is …"`` phrase extraction, which math-verify ranks above a box, is not used.
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Any, ClassVar, Mapping
 
@@ -34,7 +33,7 @@ from math_verify import parse, verify
 
 from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.rewards.answer_format import last_boxed, mindspeed_format_ok
-from r1zero.plugins.rewards.base_acc import check_budget, gold_answer
+from r1zero.plugins.rewards.base_acc import check_options, combine, configure, gold_answer
 from r1zero.plugins.rewards.budget import OverBudget, call_within
 from r1zero.plugins.rewards.math_equiv import (
     LATEX_ONLY, VERIFY_BUDGET_S, for_parser, prepare, prepare_prediction,
@@ -81,24 +80,11 @@ class MathVerifyRewardScorer:
     preload_modules: ClassVar[tuple[str, ...]] = ("r1zero.plugins.rewards.warmup",)
 
     def __attrs_post_init__(self) -> None:
-        for key in ("format_weight", "accuracy_weight"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value):
-                raise ValueError(f"{self.name}: {key} must be a finite number, got {value!r}")
-        if not isinstance(self.accuracy_requires_format, bool):
-            raise ValueError(f"{self.name}: accuracy_requires_format must be true or false, "
-                             f"got {self.accuracy_requires_format!r}")
-        check_budget(self.name, self.verify_budget_s)
+        check_options(self)
 
     def configure(self, **options: Any) -> "MathVerifyRewardScorer":
         """A new scorer with ``options`` changed; an unknown option is a ValueError."""
-        valid = [f.name for f in attrs.fields(MathVerifyRewardScorer)]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ValueError(f"{self.name}: unknown option {unknown[0]!r}; valid options: "
-                             f"{', '.join(valid)}")
-        return attrs.evolve(self, **options)
+        return configure(self, **options)
 
     def score(self, response: str, ground_truth: str,
               extra: Mapping[str, Any] | None = None) -> dict[str, float]:
@@ -107,9 +93,7 @@ class MathVerifyRewardScorer:
         answer = last_boxed(response)
         acc = bool(answer) and math_verify_equal(answer, gold_answer(ground_truth),
                                                  self.verify_budget_s)
-        counted = acc if (fmt or not self.accuracy_requires_format) else False
-        reward = self.format_weight * fmt + self.accuracy_weight * counted
-        return {"reward": float(reward), "format": float(fmt), "accuracy": float(acc)}
+        return combine(self, fmt, acc)
 
 
 @hookimpl
