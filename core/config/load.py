@@ -25,10 +25,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     data: dict[str, Any] = dict(base or {})
     where = str(path) if path else "<config>"
     if path is not None:
-        loaded = _load_file(Path(path), where)
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError("top level must be a mapping", path=where)
-        data = _merge(data, loaded or {})
+        data = _merge(data, read_yaml_mapping(path))
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -46,13 +43,25 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     return structure(RecipeConfig, data, where)
 
 
-def _load_file(path: Path, where: str) -> Any:
+def read_yaml_mapping(path: str | Path, missing: str = "config file not found") -> dict:
+    """A YAML file whose top level is a mapping (an empty file is ``{}``), read with the same
+    guards as a recipe: see :func:`read_yaml_file`."""
+    loaded = read_yaml_file(path, missing)
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError("top level must be a mapping", path=str(path))
+    return loaded or {}
+
+
+def read_yaml_file(path: str | Path, missing: str = "config file not found") -> Any:
+    """Parse a YAML file with bounded alias expansion; a directory, a missing file, non-UTF-8
+    text or invalid YAML is a ConfigError naming the file."""
+    path, where = Path(path), str(path)
     if path.is_dir():
         raise ConfigError("is a directory, not a config file", path=where)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("config file not found", path=where) from None
+        raise ConfigError(missing, path=where) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", path=where) from None
     except OSError as exc:

@@ -224,13 +224,10 @@ def import_file(path: str | Path) -> tuple[str, dict, dict]:
     """-> (recipe YAML text that loads as an r1zero config, mapped, unmapped)."""
     from r1zero.config.load import load_config
 
+    from r1zero.config.load import read_yaml_file
+
     p = Path(path)
-    try:
-        source = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("MindSpeed-RL config not found", path=str(p)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", path=str(p)) from exc
+    source = read_yaml_file(p, missing="MindSpeed-RL config not found")
     if not isinstance(source, Mapping):
         raise ConfigError("top level must be a mapping", path=str(p))
     recipe, mapped, unmapped = import_mindspeed(source, name=p.stem)

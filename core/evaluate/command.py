@@ -19,7 +19,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from r1zero.host.errors import ConfigError
 
@@ -60,21 +59,14 @@ def write_recipe(cfg: Any, ckpt_dir: str | Path) -> Path:
 def eval_config(args: argparse.Namespace, model_dir: Path,
                 ckpt_root: Path | None) -> tuple[Any, str | None]:
     """-> (the config to evaluate with, the recipe file it started from or None)."""
-    from r1zero.config.load import load_config
+    from r1zero.config.load import load_config, read_yaml_mapping
 
     recipe = args.config
     if recipe is None and ckpt_root is not None and (ckpt_root / RECIPE_FILE).is_file():
         recipe = str(ckpt_root / RECIPE_FILE)
     base: dict[str, Any] = {}
     if recipe is not None:
-        try:
-            base = yaml.safe_load(Path(recipe).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError("config file not found", path=str(recipe)) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", path=str(recipe)) from exc
-        if not isinstance(base, dict):
-            raise ConfigError("top level must be a mapping", path=str(recipe))
+        base = read_yaml_mapping(recipe)
     out = Path(args.output)
     model = dict(base.get("model") or {}, path=str(model_dir))
     if (model_dir / "tokenizer_config.json").is_file() or not model.get("tokenizer"):
