@@ -69,7 +69,8 @@ class Backend:
 
     def train_engine_class(self, cfg: Any, world: int = 1) -> type:
         """The class ``make_train_engine`` builds for this recipe on ``world`` ranks: torch on
-        one, fsdp on more or with tensor parallel (``config.layout.resolve_engine``). Its
+        one, fsdp on more or with tensor parallel, megatron for pipeline or expert parallel or
+        when asked (``config.layout.resolve_engine``). Its
         ``name`` and ``implements`` (``r1zero.config.engine_keys``) are checked before it is
         built."""
         from r1zero.config.layout import resolve_engine
@@ -81,11 +82,14 @@ class Backend:
             from r1zero.trainer.fsdp_engine import FSDPTrainEngine
 
             return FSDPTrainEngine
+        if engine == "megatron":
+            from r1zero.trainer.megatron.engine import MegatronTrainEngine, require_megatron
+
+            require_megatron()          # megatron-core and a device for it, before anything runs
+            return MegatronTrainEngine
         if engine != "torch":
-            raise ConfigError(f"actor.engine {engine!r}: r1zero.trainer.megatron builds and "
-                              f"tests the engine (one GRPO update at tp/pp/dp on CPU ranks), but "
-                              f"`r1zero train` does not drive it yet; backend {self.name!r} builds "
-                              f"the torch and fsdp engines only", key="actor.engine")
+            raise ConfigError(f"actor.engine {engine!r} is not built by backend {self.name!r}",
+                              key="actor.engine")
         if world > 1 and a.distributed_optimizer:
             raise ConfigError("distributed_optimizer is not implemented by the torch engine "
                               "(every rank keeps the whole optimizer state); use actor.engine: "
@@ -98,11 +102,12 @@ class Backend:
         """``dist``: this rank's ``trainer.dist.DataParallel`` (its device mesh), None in a
         one-process run."""
         cls = self.train_engine_class(cfg, dist.world if dist is not None else 1)
-        if getattr(cls, "name", "") == "fsdp":
+        name = getattr(cls, "name", "")
+        if name in ("fsdp", "megatron") and dist is None:
             from r1zero.trainer.fsdp_engine import ensure_group
 
-            if dist is None:
-                ensure_group(self.collective)
+            ensure_group(self.collective)        # a one-rank group for a one-process run
+        if name == "fsdp":
             return cls(cfg, tokenizer, device=self.torch_device(),
                        mesh=dist.mesh if dist is not None else None)
         return cls(cfg, tokenizer, device=self.torch_device())

@@ -83,6 +83,8 @@ class DataParallel:
 
     With tensor parallel ``tp`` > 1 the ranks form a (dp, tp) mesh: the ``tp`` ranks of one
     group hold the same data (``dp_rank``, ``dp_world``), and data sums run over the dp group.
+    The megatron engine lays ranks out itself (tp x pp model-parallel groups): ``adopt`` takes
+    its layout, and one rank of each model-parallel group generates for the group.
     """
 
     def __init__(self, rank: int, world: int, device: str = "cpu", tp: int = 1):
@@ -91,6 +93,32 @@ class DataParallel:
         self.mini: int | None = None        # prompts per mini-batch of the last ``shard``
         self.mesh: Any = None
         self.dp_group: Any = None
+        self.leaders = list(range(0, world, tp))   # one rank per data-parallel rank
+        self.mp_group: Any = None            # ranks that share one replica's data (megatron)
+        self.mp_src = rank
+
+    def adopt(self, layout: dict[str, Any]) -> None:
+        """Take a model-parallel engine's data layout (``MegatronTrainEngine.data_parallel``):
+        its data-parallel rank, size and group, and its model-parallel group, whose ranks
+        train one replica on the same samples (rank ``mp_src`` generates them)."""
+        self.dp_rank, self.dp_world = layout["dp_rank"], layout["dp_world"]
+        self.dp_group, self.mp_group, self.mp_src = (layout["dp_group"], layout["mp_group"],
+                                                     layout["mp_src"])
+        self.leaders = sorted(set(self.gather(self.mp_src)))
+
+    @property
+    def generates(self) -> bool:
+        """Whether this rank generates and scores its samples (else it gets them from
+        ``mp_src`` through ``share_samples``)."""
+        return self.mp_group is None or self.rank == self.mp_src
+
+    def share_samples(self, obj: Any) -> Any:
+        """``mp_src``'s ``obj`` on every rank of its model-parallel group."""
+        if self.mp_group is None or tdist.get_world_size(self.mp_group) == 1:
+            return obj
+        box = [obj]
+        tdist.broadcast_object_list(box, src=self.mp_src, group=self.mp_group)
+        return box[0]
 
     @classmethod
     def init(cls, rank: int, world: int, collective: str, master: tuple[str, int],
@@ -176,9 +204,9 @@ class DataParallel:
     def merge_step(self, record: dict, timings: dict[str, float],
                    step_s: float) -> tuple[dict, dict[str, float], float]:
         """All dp ranks' samples of this step (rank order; ``ids`` back in the global order;
-        one rank per tp group) and the slowest rank's timings."""
+        one rank per tp or model-parallel group) and the slowest rank's timings."""
         every = self.gather((record, timings, step_s))
-        parts = every[::self.tp]
+        parts = [every[r] for r in self.leaders]
         names = list(dict.fromkeys(k for _, t, _ in parts for k in t))
         slowest = {k: max(t.get(k, 0.0) for _, t, _ in every) for k in names}
         merged = merge_records([r for r, _, _ in parts])

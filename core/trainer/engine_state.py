@@ -141,6 +141,9 @@ _DCP_CLASSES = {
         "Metadata", "TensorStorageMetadata", "TensorProperties", "_MEM_FORMAT_ENCODING",
         "ChunkStorageMetadata", "BytesStorageMetadata", "MetadataIndex", "StorageMeta"},
     "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
+    # megatron's torch_dist format also stores its cached save plans (plain dataclasses)
+    "torch.distributed.checkpoint.planner": {"SavePlan", "WriteItem", "WriteItemType",
+                                              "TensorWriteData"},
     "torch.serialization": {"_get_layout"},
     "torch": {"Size"},
     "pathlib": {"PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath"},
@@ -192,7 +195,11 @@ def check_engine_state(src: Path) -> None:
     from safetensors import safe_open
 
     from r1zero.host.errors import CheckpointError
+    from r1zero.trainer.megatron import state as megatron_state
 
+    if megatron_state.is_megatron_state(src):
+        megatron_state.check(src)
+        return
     f = src / "engine.pt"
     try:
         state = torch.load(f, map_location="cpu", weights_only=True)

@@ -67,6 +67,8 @@ class GRPOTrainer:
         self.data, self.prompts = data, data.rows
         self.engine = self.backend.make_train_engine(
             cfg, self.tokenizer, **({"dist": dist} if dist is not None else {}))
+        if dist is not None and hasattr(self.engine, "data_parallel"):
+            dist.adopt(self.engine.data_parallel())     # megatron's tp x pp x dp layout
         self.rollout = self.backend.make_rollout_engine(
             cfg, self.engine, self.tokenizer, stop_sequences(self.tokenizer, run.template))
         self.scoring = ScoringPool(run.scorers, workers=cfg.scoring.workers,
@@ -163,7 +165,14 @@ class GRPOTrainer:
         return [self.prompts[i] for i in ids]
 
     def _generate(self, rows: list) -> Samples:
-        """Rollout and scoring of ``rows``: n samples per prompt, each with its reward."""
+        """Rollout and scoring of ``rows``: n samples per prompt, each with its reward. The
+        ranks of one model-parallel group train on the same samples: one generates them."""
+        if self.dist is not None and not self.dist.generates:
+            return self.dist.share_samples(None)
+        samples = self._rollout_and_score(rows)
+        return self.dist.share_samples(samples) if self.dist is not None else samples
+
+    def _rollout_and_score(self, rows: list) -> Samples:
         with self._timer("rollout"):
             seeds = [prompt_seed(self.cfg.actor.seed, self.step, r.id) for r in rows]
             out = self.rollout.generate([r.input_ids for r in rows],
@@ -219,10 +228,19 @@ class GRPOTrainer:
 
     @torch.no_grad()
     def _logprobs_of(self, model, micro: list[list[int]], seqs: list) -> dict[int, torch.Tensor]:
+        """Sequence index -> its response log-probs under ``model`` (the actor or the
+        reference). An engine that schedules micro-batches itself (megatron's pipeline) has
+        them on its last pipeline stage only, where the loss is computed."""
         out: dict[int, torch.Tensor] = {}
-        temperature = self.cfg.rollout.temperature
-        for idx in micro:
-            logp, _ = self.engine.logprobs(model, self._batch(idx, seqs), temperature)
+        eng, temperature = self.engine, self.cfg.rollout.temperature
+        if getattr(eng, "schedules_micro_batches", False):
+            got = eng.logprobs_of([self._batch(idx, seqs) for idx in micro], temperature,
+                                  reference=model is eng.ref)
+            per_micro = zip(micro, got or [])
+        else:
+            per_micro = ((idx, eng.logprobs(model, self._batch(idx, seqs), temperature)[0])
+                         for idx in micro)
+        for idx, logp in per_micro:
             for row, i in enumerate(idx):
                 out[i] = logp[row, :len(seqs[i][1])]
         return out
@@ -271,19 +289,30 @@ class GRPOTrainer:
         if self.dist is not None:       # shares of the global mini-batch, not of this rank's piece
             total = self.dist.sum_int(total)
         total = max(1, total)
-        stats: dict[str, float] = {}
         eng.optimizer.zero_grad(set_to_none=True)
-        for idx in micro:
-            batch = self._batch(idx, seqs)
-            logp, ent = eng.logprobs(eng.model, batch, cfg.rollout.temperature, with_entropy=True)
-            mask = batch.response_mask
+
+        def loss_fn(k: int, logp: torch.Tensor, ent: torch.Tensor, batch: SeqBatch):
+            """Micro-batch ``k``'s objective, weighted by its share of the mini-batch."""
+            idx, mask = micro[k], batch.response_mask
             old = _stack(logp_old, idx, logp) if logp_old else logp.detach()
             ref = _stack(logp_ref, idx, logp) if logp_ref else None
             out = self.algorithm.loss(logp, old, advantages[idx].to(logp.device), mask, ref, ent)
             share = (mask.sum().item() if token_mean else len(idx)) / total
-            eng.backward(out["loss"] * share)
-            for k, v in out.items():
-                stats[k] = stats.get(k, 0.0) + float(v.detach()) * share
+            return out["loss"] * share, {name: float(v.detach()) * share for name, v in out.items()}
+
+        batches = [self._batch(idx, seqs) for idx in micro]
+        if getattr(eng, "schedules_micro_batches", False):   # megatron: its own 1F1B schedule
+            stats = eng.train_micro_batches(batches, cfg.rollout.temperature,
+                                            lambda k, lp, h: loss_fn(k, lp, h, batches[k]))
+        else:
+            stats = {}
+            for k, batch in enumerate(batches):
+                logp, ent = eng.logprobs(eng.model, batch, cfg.rollout.temperature,
+                                         with_entropy=True)
+                loss, part = loss_fn(k, logp, ent, batch)
+                eng.backward(loss)
+                for key, v in part.items():
+                    stats[key] = stats.get(key, 0.0) + v
         if self.dist is not None:       # the single-process gradient on every rank, then clip
             if not eng.reduces_grads:
                 self.dist.all_reduce_grads(eng.model.parameters())

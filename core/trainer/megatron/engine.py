@@ -71,6 +71,7 @@ class MegatronTrainEngine:
     # recipe keys this engine acts on (r1zero.config.engine_keys); the rest are refused
     implements = frozenset({"actor.distributed_optimizer"})
     reduces_grads = True         # megatron DDP leaves the data-parallel gradient
+    schedules_micro_batches = True   # the trainer hands it a mini-batch's micro-batches at once
     weights_in_place = False     # the sampler takes ``full_weights()``
 
     def __init__(self, cfg: Any, tokenizer: Any, device: str = "cpu", dist: Any = None):
@@ -81,10 +82,14 @@ class MegatronTrainEngine:
         if a.expert_parallel > 1:
             raise ConfigError("the megatron engine builds dense models in this version; expert "
                               "parallelism (MoE) is not implemented", key="actor.expert_parallel")
+        if cfg.model.dtype == "float16":
+            raise ConfigError("the megatron engine trains in float32 or bfloat16 (fp32 master "
+                              "weights); float16 loss scaling is not implemented",
+                              key="model.dtype")
         self.cfg, self.device = cfg, torch.device(device)
         self.tp, self.pp = a.tensor_parallel, a.pipeline_parallel
         init_parallel(self.tp, self.pp, a.seed)
-        self.dtype = _DTYPES[cfg.model.dtype]
+        self.dtype = self.compute_dtype = _DTYPES[cfg.model.dtype]
         hf_config = AutoConfig.from_pretrained(cfg.model.path)
         self.facts = M.arch_facts(hf_config)
         self.stages = _stage_layers(a.num_layer_list, self.pp, self.facts["layers"])
@@ -97,6 +102,7 @@ class MegatronTrainEngine:
         self.ddp, self.optimizer = _wrap_ddp_and_optimizer(self.model, cfg)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.updates = 0
+        self._set_lr()
 
     # -- build ------------------------------------------------------------------------------
     def _build(self, full: dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -170,20 +176,68 @@ class MegatronTrainEngine:
         out = self.forward_backward(batches, temperature, None, model=model)
         return [o["logp"] for o in out] if ps.is_pipeline_last_stage() else None
 
-    def step(self, max_norm: float) -> float:
-        """Clip to ``max_norm``, step the megatron optimizer and the lr schedule; grad norm."""
+    def train_micro_batches(self, batches: Sequence[Any], temperature: float,
+                            loss_fn: LossFn) -> dict[str, float]:
+        """``forward_backward`` with ``loss_fn``, then the micro-batches' stats summed and sent
+        from the last pipeline stage to the others, so every rank returns the same dict."""
+        from megatron.core import parallel_state as ps
+
+        sums: dict[str, float] = {}
+        for stats in self.forward_backward(batches, temperature, loss_fn):
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+        if self.pp == 1:
+            return sums
+        box = [sums]
+        torch.distributed.broadcast_object_list(
+            box, src=ps.get_pipeline_model_parallel_last_rank(),
+            group=ps.get_pipeline_model_parallel_group())
+        return box[0]
+
+    def step(self, max_norm: float, check: Callable[[float], None] | None = None) -> float:
+        """The gradient norm over all ranks; ``check(norm)`` (the trainer's guard, which may
+        raise before anything changes), then clip to ``max_norm``, step the megatron optimizer
+        (fp32 master weights, copied back to the model) and set the next step's lr."""
+        from megatron.core.optimizer.clip_grads import clip_grad_by_total_norm_fp32
+
+        opt = self.optimizer
+        found_inf = opt.prepare_grads()
+        norm = float("inf") if found_inf else float(opt.get_grad_norm())
+        if check is not None:
+            check(norm)
+        if max_norm > 0:
+            for sub in getattr(opt, "chained_optimizers", [opt]):
+                params = sub.get_parameters()
+                decoupled = getattr(sub.config, "use_precision_aware_optimizer_no_fp8_or_ds_fp8",
+                                    False)
+                if params:
+                    clip_grad_by_total_norm_fp32(params, max_norm, norm,
+                                                 use_decoupled_grad=decoupled)
+        opt.step_with_ready_grads()
+        self.ddp.zero_grad_buffer()
+        opt.zero_grad()
+        self.updates += 1
+        self._set_lr()
+        return norm
+
+    def _set_lr(self) -> None:
+        """The lr of the next optimizer step (warmup and schedule of ``trainer.engine``)."""
         from r1zero.trainer.engine import lr_lambda
 
-        lr = self.cfg.actor.lr * lr_lambda(self.cfg.actor)(self.updates)
+        self.last_lr = self.cfg.actor.lr * lr_lambda(self.cfg.actor)(self.updates)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.config.clip_grad = max_norm
-        _, grad_norm, _ = self.optimizer.step()
-        self.ddp.zero_grad_buffer()
-        self.optimizer.zero_grad()
-        self.updates += 1
-        self.last_lr = lr
-        return float(grad_norm)
+            group["lr"] = self.last_lr
+
+    def data_parallel(self) -> dict[str, Any]:
+        """This rank's place for the trainer's data: its data-parallel rank, size and group, and
+        its model-parallel group (tp x pp ranks holding one replica, which train on the same
+        samples) with that group's first rank."""
+        from megatron.core import parallel_state as ps
+
+        mp = ps.get_model_parallel_group()
+        return {"dp_rank": ps.get_data_parallel_rank(), "dp_world": ps.get_data_parallel_world_size(),
+                "dp_group": ps.get_data_parallel_group(), "mp_group": mp,
+                "mp_src": torch.distributed.get_process_group_ranks(mp)[0]}
 
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF name, full tensor) pairs, layer by layer, on every rank (collective)."""
@@ -191,26 +245,22 @@ class MegatronTrainEngine:
 
         yield from gather_hf(self)
 
-    def save_state(self, path: str) -> None:
-        """Weights and optimizer state with megatron's ``dist_checkpointing`` (collective):
-        sharded tensors with their global offsets, so a checkpoint saved at one tp/pp layout
-        loads at another."""
-        from megatron.core import dist_checkpointing
+    def save_state(self, path: str | Path) -> None:
+        """HF export, ``dist_checkpointing`` shards and the update count (collective;
+        ``trainer.megatron.state``): a checkpoint saved at one tp/pp layout loads at another."""
+        from r1zero.trainer.megatron import state
 
-        Path(path).mkdir(parents=True, exist_ok=True)
-        dist_checkpointing.save(self._sharded_state(loading=False), str(path))
+        state.save(self, Path(path))
 
-    def load_state(self, path: str) -> None:
-        from megatron.core import dist_checkpointing
+    def load_state(self, path: str | Path) -> None:
+        from r1zero.trainer.megatron import state
 
-        state = dist_checkpointing.load(self._sharded_state(loading=True), str(path))
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = int(state["updates"])
+        state.load(self, Path(path))
+        self._set_lr()
 
-    def _sharded_state(self, loading: bool) -> dict[str, Any]:
+    def sharded_state(self, loading: bool) -> dict[str, Any]:
         model = self.model.sharded_state_dict()
-        return {"model": model, "updates": self.updates,
+        return {"model": model,
                 "optimizer": self.optimizer.sharded_state_dict(model, is_loading=loading)}
 
     def full_grads(self) -> Iterator[tuple[str, torch.Tensor]]:

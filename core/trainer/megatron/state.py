@@ -1,0 +1,110 @@
+"""The megatron engine's state in a checkpoint directory, resumable at another tp/pp/dp layout.
+
+    model/       HF export (config + safetensors in ``model.dtype``) gathered from the shards:
+                 ``r1zero eval``, ``r1zero export`` and transformers load it as any checkpoint
+    mcore/       megatron-core ``dist_checkpointing`` (torch_dist format): the sharded weights
+                 and the optimizer state (fp32 master weights, Adam moments) with their global
+                 offsets, so a run at another tp x pp x dp layout loads it resharded
+    engine.pt    ``{"engine": "megatron", "updates": n}`` (plain numbers)
+
+Every rank calls ``save`` / ``load`` (collectives); global rank 0 writes ``model/`` and
+``engine.pt``. megatron's loader unpickles the torch_dist ``.metadata`` file, so ``check``
+reads it first with the restricted unpickler of ``trainer.engine_state`` (checkpoint metadata
+classes only) and ``common.pt`` with ``torch.load(weights_only=True)``: a crafted checkpoint
+is refused with a ``CheckpointError`` before megatron opens it.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+MCORE, ENGINE_FILE = "mcore", "engine.pt"
+
+
+def is_megatron_state(src: Path) -> bool:
+    return (Path(src) / MCORE).is_dir()
+
+
+def save(engine: Any, out: Path) -> None:
+    from megatron.core import dist_checkpointing
+    from transformers import AutoConfig
+
+    from r1zero.trainer.engine_state import _is_main, _save_hf
+
+    out = Path(out)
+    weights = {k: v.to("cpu", copy=True) for k, v in engine.full_weights()}   # collective
+    if _is_main():
+        config = AutoConfig.from_pretrained(engine.cfg.model.path,
+                                            trust_remote_code=engine.cfg.model.trust_remote_code)
+        (out / "model").mkdir(parents=True, exist_ok=True)
+        config.save_pretrained(out / "model")
+        dtype = engine.compute_dtype
+        _save_hf(config, {k: v.to(dtype) for k, v in weights.items()}, out / "model", dtype)
+        torch.save({"engine": "megatron", "updates": engine.updates}, out / ENGINE_FILE)
+        (out / MCORE).mkdir(parents=True, exist_ok=True)
+    torch.distributed.barrier()
+    dist_checkpointing.save(engine.sharded_state(loading=False), str(out / MCORE))
+    torch.distributed.barrier()
+
+
+def load(engine: Any, src: Path) -> None:
+    from megatron.core import dist_checkpointing
+
+    from r1zero.host.errors import CheckpointError
+
+    src = Path(src)
+    if not is_megatron_state(src):
+        raise CheckpointError("not a megatron engine checkpoint (no mcore/ directory); "
+                              "checkpoints of the torch and fsdp engines load into those "
+                              "engines", path=str(src))
+    updates = check(src)
+    state = dist_checkpointing.load(engine.sharded_state(loading=True), str(src / MCORE))
+    engine.model.load_state_dict(state["model"])
+    engine.optimizer.load_state_dict(state["optimizer"])
+    engine.updates = updates
+
+
+def check(src: Path) -> int:
+    """Raise ``CheckpointError`` naming the file unless ``src``'s megatron state reads back
+    without unpickling anything but checkpoint metadata; the update count."""
+    from r1zero.host.errors import CheckpointError
+    from r1zero.trainer.engine_state import _metadata_unpickler
+
+    src = Path(src)
+    f = src / ENGINE_FILE
+    state = _load_plain(f)
+    if not isinstance(state, dict) or state.get("engine") != "megatron" \
+            or not isinstance(state.get("updates"), int):
+        raise CheckpointError("incomplete: needs engine 'megatron' and an integer 'updates'",
+                              path=str(f))
+    meta = src / MCORE / ".metadata"
+    try:
+        with open(meta, "rb") as fh:
+            _metadata_unpickler(fh).load()
+    except FileNotFoundError:
+        raise CheckpointError("missing", path=str(meta)) from None
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"refused: {exc}; r1zero never unpickles other objects",
+                              path=str(meta)) from None
+    common = src / MCORE / "common.pt"
+    if common.exists():
+        _load_plain(common)
+    return state["updates"]
+
+
+def _load_plain(f: Path) -> Any:
+    from r1zero.host.errors import CheckpointError
+
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError("missing", path=str(f)) from None
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError("refused: r1zero never unpickles objects other than tensors, "
+                              f"numbers, strings, lists and dicts ({exc})", path=str(f)) from None
+    except Exception as exc:  # noqa: BLE001 - truncated zip, empty file, bad magic ...
+        raise CheckpointError(f"unreadable: {type(exc).__name__}: {exc}", path=str(f)) from None
