@@ -99,3 +99,9 @@ def apply() -> None:
     torch.Tensor.type = _cuda_typed(torch.Tensor.type)                                 # 7
     torch.Tensor.cuda = lambda self, *a, **k: self                                     # 8
     moe_utils.te_general_gemm = None
+
+
+def apply_in_worker() -> None:
+    """Ray's ``worker_process_setup_hook``: the redirections, and one torch thread per rank."""
+    torch.set_num_threads(1)
+    apply()
