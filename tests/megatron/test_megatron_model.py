@@ -82,14 +82,16 @@ def test_megatron_engine_refuses_without_a_device():
         require_megatron()
 
 
-def test_megatron_engine_is_refused_by_r1zero_train_for_now():
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_megatron_train_engine_is_refused_before_anything_runs_without_a_device():
+    """``r1zero train`` picks the megatron engine (pp > 1) and refuses it when the backend's
+    engine class is chosen (before data, model or Ray), naming the reason."""
     from r1zero.config.load import load_config
     from r1zero.plugins.backends.cpu import CPUBackend
 
-    cfg = load_config(None, ["actor.engine=megatron"])
-    with pytest.raises(ConfigError, match=r"actor.engine: actor.engine 'megatron': .* does not "
-                                          r"drive it yet"):
-        CPUBackend().make_train_engine(cfg, tokenizer=None)
+    cfg = load_config(None, ["actor.pipeline_parallel=2", "backend.devices_per_node=2"])
+    with pytest.raises(BackendUnavailable, match=r"megatron-core needs a CUDA or NPU device"):
+        CPUBackend().refuse_unimplemented(cfg, world=2)
 
 
 def test_megatron_refuses_moe_models_by_name():
