@@ -2,7 +2,8 @@
 tiny Qwen2 at TP 1, TP 2, PP 2 (stages of 1 and 3 layers) and DP 2 with the distributed optimizer, each against the same
 update computed by the HF model with torch AdamW in this process. Loss and gradients within
 1e-5 relative (norm-wise), the weight update within 1e-3; the rollout weights exported after
-the update equal the actor's.
+the update equal on every rank, and the rollout engine's model synced from them gives the
+sharded actor's log-probs (within 1e-5).
 
 Each case spawns its ranks (``tests.megatron.workers``), which apply the CPU redirections.
 """
@@ -83,6 +84,14 @@ def check_against(reference, ranks, name):
         for k, v in r["after"].items():
             assert torch.equal(v, ranks[0]["after"][k]), k
             assert not torch.equal(v, r["before"][k]), k
+    # the rollout engine's model, synced after the update, scores like the sharded actor
+    last = [r for r in ranks if r["actor_logp"] is not None]
+    assert last
+    batches, _ = grpo_batches()
+    for r in last:                  # a dp rank holds every dp-th micro-batch
+        mine = batches[r["dp_rank"]::r["dp"]]
+        for actor, hf, b in zip(r["actor_logp"], r["rollout_logp"], mine, strict=True):
+            assert ((actor - hf) * b.response_mask).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("name, world, overrides", [

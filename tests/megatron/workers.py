@@ -100,7 +100,23 @@ def _one_update(eng, cfg) -> dict:
     result["before"] = dict(eng.full_weights())
     result["grad_norm"] = eng.step(1e4)
     result["after"] = dict(eng.full_weights())
+    result.update(_rollout_vs_actor(eng, cfg, batches))
     return result
+
+
+def _rollout_vs_actor(eng, cfg, batches) -> dict:
+    """Log-probs of ``batches`` under the updated actor (megatron, last stage) and under the
+    rollout engine's model after its weight sync (the built-in sampler's HF model)."""
+    from r1zero.trainer.engine import SamplerRolloutEngine, response_logits, token_logprobs
+
+    rollout = SamplerRolloutEngine(cfg, eng, _Tok(), [[1]])      # syncs from full_weights()
+    actor = eng.logprobs_of(batches, 1.0)
+    with torch.no_grad():
+        hf = [token_logprobs(response_logits(rollout.model, b), b, 1.0, False)[0] for b in batches]
+    from megatron.core import parallel_state as ps
+
+    return {"actor_logp": actor, "rollout_logp": hf, "dp": ps.get_data_parallel_world_size(),
+            "dp_rank": ps.get_data_parallel_rank()}
 
 
 def convert(rank: int, world: int, port: int, direction: str, src: str, dst: str,
