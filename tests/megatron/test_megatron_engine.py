@@ -140,3 +140,25 @@ def test_megatron_convert_round_trips_across_layouts(tiny_llm, tmp_path):
     assert sorted(back) == sorted(src)
     for k in src:
         assert torch.equal(back[k], src[k]), k
+
+
+@pytest.fixture(scope="module")
+def tiny_llm5(tmp_path_factory):
+    """A 5-layer version of ``tiny_llm``: room for pipeline stages of 1, 1, 2 and 1 layers."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(1)
+    cfg = Qwen2Config(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=5,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      tie_word_embeddings=False)
+    out = tmp_path_factory.mktemp("tiny_llm5")
+    Qwen2ForCausalLM(cfg).save_pretrained(str(out))
+    return out
+
+
+def test_megatron_pp4_uneven_middle_stages_equal_unsharded(tiny_llm5, tmp_path):
+    # stages of 1, 1, 2, 1 layers: uneven middle stages, as the 671B recipe's 9,10,10,10,11,11
+    # (megatron-core's pipeline_model_parallel_layout); 4 ranks, 1F1B over 2 micro-batches
+    ranks = run_layout(tmp_path, tiny_llm5, 4, ["actor.pipeline_parallel=4",
+                                                "actor.num_layer_list=[1,1,2,1]"])
+    check_against(reference_update(tiny_llm5), ranks, "pp4 [1,1,2,1]")

@@ -320,12 +320,7 @@ def _hf_state(path: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
 def _stage_layers(num_layer_list: list[int] | None, pp: int, layers: int) -> list[int]:
     from r1zero.config.layout import stage_layers
 
-    stages = stage_layers(num_layer_list, pp, layers)
-    if len(set(stages[1:-1])) > 1:
-        raise ConfigError(f"num_layer_list {stages}: megatron-core places uneven layers only in "
-                          f"the first and last stage; middle stages must be equal",
-                          key="actor.num_layer_list")
-    return stages
+    return stage_layers(num_layer_list, pp, layers)
 
 
 def _wrap_ddp_and_optimizer(gpt: torch.nn.Module, cfg: Any):

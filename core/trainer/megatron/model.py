@@ -61,10 +61,7 @@ def transformer_config(f: dict[str, Any], *, tp: int, pp: int, dtype: torch.dtyp
     import torch.nn.functional as F
     from megatron.core.transformer import TransformerConfig
 
-    extra: dict[str, Any] = {}
-    if num_layer_list and len(set(num_layer_list)) > 1:
-        extra["num_layers_in_first_pipeline_stage"] = num_layer_list[0]
-        extra["num_layers_in_last_pipeline_stage"] = num_layer_list[-1]
+    extra = pipeline_split(num_layer_list)
     return TransformerConfig(
         num_layers=f["layers"], hidden_size=f["hidden"], num_attention_heads=f["heads"],
         num_query_groups=f["kv_heads"], kv_channels=f["head_dim"], ffn_hidden_size=f["ffn"],
@@ -76,6 +73,30 @@ def transformer_config(f: dict[str, Any], *, tp: int, pp: int, dtype: torch.dtyp
         perform_initialization=False, bias_activation_fusion=False, masked_softmax_fusion=False,
         persist_layer_norm=False, gradient_accumulation_fusion=False, apply_rope_fusion=False,
         bias_dropout_fusion=False, sequence_parallel=False, **extra)
+
+
+def pipeline_split(num_layer_list: list[int] | None) -> dict[str, Any]:
+    """TransformerConfig keys placing ``num_layer_list[s]`` layers on pipeline stage s.
+
+    Even stages need nothing; uneven first/last stages with equal middle ones use
+    ``num_layers_in_first/last_pipeline_stage`` (also in older megatron-core releases); any
+    other split (the 671B recipe's 9,10,10,10,11,11) is a ``pipeline_model_parallel_layout``,
+    ``E`` (embedding) + ``t`` per layer per stage + ``L`` (output layer and loss)."""
+    from megatron.core.transformer import TransformerConfig
+
+    if not num_layer_list or len(set(num_layer_list)) == 1:
+        return {}
+    if len(set(num_layer_list[1:-1])) <= 1:
+        return {"num_layers_in_first_pipeline_stage": num_layer_list[0],
+                "num_layers_in_last_pipeline_stage": num_layer_list[-1]}
+    if "pipeline_model_parallel_layout" not in TransformerConfig.__dataclass_fields__:
+        from r1zero.host.errors import ConfigError
+
+        raise ConfigError(f"num_layer_list {num_layer_list}: this megatron-core places uneven "
+                          f"layers only in the first and last stage (middle stages equal); "
+                          f"megatron-core >= 0.13 takes any split", key="actor.num_layer_list")
+    return {"pipeline_model_parallel_layout":
+            "E" + "|".join("t" * n for n in num_layer_list) + "L"}
 
 
 def build_gpt(f: dict[str, Any], config: Any, *, tp: int):
