@@ -162,3 +162,26 @@ def test_megatron_pp4_uneven_middle_stages_equal_unsharded(tiny_llm5, tmp_path):
     ranks = run_layout(tmp_path, tiny_llm5, 4, ["actor.pipeline_parallel=4",
                                                 "actor.num_layer_list=[1,1,2,1]"])
     check_against(reference_update(tiny_llm5), ranks, "pp4 [1,1,2,1]")
+
+
+def test_megatron_bf16_keeps_fp32_master_weights(tiny_llm, tmp_path):
+    # bf16 weights and compute, fp32 master weights in the optimizer: at lr 1e-6 an Adam step
+    # moves each weight by ~1e-6, far below bf16's resolution at these magnitudes (~4e-3 near
+    # 1), so the bf16 weights barely move while the fp32 masters take the whole step
+    from tests.megatron.workers import bf16_update
+
+    spawn(bf16_update, 1, str(tiny_llm), str(tmp_path))
+    r = torch.load(tmp_path / "rank0.pt")
+    assert all(p.dtype == torch.bfloat16 for p in r["model_after"])
+    assert all(p.dtype == torch.float32 for p in r["master_after"])
+    step = torch.cat([(a - b).flatten() for a, b in zip(r["master_after"], r["master_before"])])
+    moved = float((step != 0).float().mean())
+    bf16_moved = float(torch.cat([(a != b).flatten() for a, b in
+                                  zip(r["model_after"], r["model_before"])]).float().mean())
+    print(f"megatron bf16: loss {r['loss']:.5f}; master step max {step.abs().max():.2e}, "
+          f"{moved:.1%} of master weights moved, {bf16_moved:.1%} of bf16 weights changed")
+    assert r["loss"] == r["loss"]
+    assert 0.5e-6 < float(step.abs().max()) < 2e-6 and moved > 0.5
+    assert bf16_moved < 0.05
+    for m, w in zip(r["master_after"], r["model_after"]):   # the model holds the rounded masters
+        assert torch.equal(m.to(torch.bfloat16), w)

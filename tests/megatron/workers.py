@@ -129,3 +129,24 @@ def convert(rank: int, world: int, port: int, direction: str, src: str, dst: str
     cfg = load_config(None, ["model.dtype=float32", *overrides])
     (C.hf_to_mcore if direction == "hf-to-mcore" else C.mcore_to_hf)(cfg, src, dst)
     torch.distributed.destroy_process_group()
+
+
+def bf16_update(rank: int, world: int, port: int, model: str, out_dir: str) -> None:
+    """One update in bfloat16 at lr 1e-6: the bf16 model weights, the optimizer's fp32 master
+    weights before and after, and the loss."""
+    join(rank, world, port)
+    from r1zero.config.load import load_config
+    from r1zero.trainer.megatron.engine import MegatronTrainEngine
+
+    cfg = load_config(None, [f"model.path={model}", "model.dtype=bfloat16", "actor.engine=megatron",
+                             "actor.micro_batch_size=2", "actor.lr=1e-6", "algorithm.kl_coef=0.1"])
+    eng = MegatronTrainEngine(cfg, _Tok())
+    subs = getattr(eng.optimizer, "chained_optimizers", [eng.optimizer])
+    masters = lambda: [p.detach().clone() for o in subs for g in o.fp32_from_float16_groups  # noqa: E731
+                       for p in g]
+    models = lambda: [p.detach().clone() for o in subs for g in o.float16_groups for p in g]  # noqa: E731
+    before, model_before = masters(), models()
+    out = _one_update(eng, cfg)
+    torch.save({"master_before": before, "master_after": masters(), "model_before": model_before,
+                "model_after": models(), "loss": out["loss"]}, Path(out_dir) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
