@@ -85,7 +85,10 @@ class Backend:
         if engine == "megatron":
             from r1zero.trainer.megatron.engine import MegatronTrainEngine, require_megatron
 
-            require_megatron()          # megatron-core and a device for it, before anything runs
+            # before anything runs: megatron-core, and on the cpu backend (where this process's
+            # machine is the ranks' machine) a device it can use; accelerator backends check
+            # the device in each rank (a Ray driver may run on a head node without one)
+            require_megatron(device=self.device == "cpu")
             return MegatronTrainEngine
         if engine != "torch":
             raise ConfigError(f"actor.engine {engine!r} is not built by backend {self.name!r}",

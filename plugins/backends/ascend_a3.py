@@ -4,9 +4,10 @@ large layouts of the 671B recipe (MindSpeed-RL's DeepSeek-V3 R1-Zero setup).
 
 Unverified on hardware: this project has no NPU. What is tested here is what needs no chip —
 the availability report, the environment of MindSpeed-RL's runtime_env, and the A3 layout
-rules. Training on NPUs is limited to models that fit one die (tp = pp = ep = 1), run by the
-plain ``TorchTrainEngine`` on device ``npu``; a Megatron training engine for sharded layouts is
-not implemented in r1zero, and asking for one is a ``BackendUnavailable`` that says so.
+rules. The actor is r1zero's torch engine (one die), fsdp engine (dp / tp) or megatron engine
+(``r1zero.trainer.megatron``: tp x pp x ep, the 671B recipe's layout) on device ``npu``; the
+megatron engine imports ``mindspeed.megatron_adaptor`` first. The megatron engine is tested on
+CPU ranks only; on A3 dies it has never run.
 """
 
 from __future__ import annotations
@@ -43,12 +44,15 @@ def a3_env(rollout_expert_parallel: int) -> dict[str, str]:
     }
 
 
-def train_requirements(cfg: Any) -> tuple[str, ...]:
-    """Modules the actor needs: torch_npu always; megatron.core + mindspeed once the actor is
-    sharded (tensor, pipeline or expert parallel > 1)."""
+def train_requirements(cfg: Any, world: int = 1) -> tuple[str, ...]:
+    """Modules the actor needs: torch_npu always; megatron.core + mindspeed when the actor is
+    the megatron engine (pipeline or expert parallel, or ``actor.engine: megatron``)."""
+    from r1zero.config.layout import resolve_engine
+
     a = cfg.actor
-    sharded = a.tensor_parallel * a.pipeline_parallel * a.expert_parallel > 1
-    return ("torch_npu", "megatron.core", "mindspeed") if sharded else ("torch_npu",)
+    engine = resolve_engine(a.engine, a.tensor_parallel, a.pipeline_parallel, a.expert_parallel,
+                            world)
+    return ("torch_npu", "megatron.core", "mindspeed") if engine == "megatron" else ("torch_npu",)
 
 
 class AscendA3Backend(Backend):
@@ -81,17 +85,13 @@ class AscendA3Backend(Backend):
         return A3_DIE_MEMORY
 
     def make_train_engine(self, cfg: Any, tokenizer: Any, dist: Any = None) -> Any:
+        """The torch, fsdp or megatron engine on device ``npu``; for megatron, MindSpeed's
+        adaptor is imported first (``trainer.megatron.engine.require_megatron``) so that
+        megatron-core's CUDA calls reach the NPUs. Unverified on hardware."""
         self.require()
-        missing = missing_modules(train_requirements(cfg))
+        missing = missing_modules(train_requirements(cfg, dist.world if dist is not None else 1))
         if missing:
             raise BackendUnavailable(self.name, "; ".join(missing))
-        if len(train_requirements(cfg)) > 1:
-            a = cfg.actor
-            raise BackendUnavailable(self.name, (
-                f"actor tp {a.tensor_parallel} x pp {a.pipeline_parallel} x ep "
-                f"{a.expert_parallel} needs a Megatron (mindspeed) training engine, which r1zero "
-                "does not implement; set actor.tensor_parallel/pipeline_parallel/expert_parallel "
-                "to 1 for a model that fits one die"))
         import torch_npu  # noqa: F401  - makes torch.device("npu") usable
 
         return super().make_train_engine(cfg, tokenizer, dist)

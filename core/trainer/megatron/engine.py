@@ -35,8 +35,9 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 LossFn = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 
 
-def require_megatron() -> None:
-    """megatron-core importable and able to place tensors (a CUDA/NPU device, or redirected)."""
+def require_megatron(device: bool = True) -> None:
+    """megatron-core importable and (``device``) able to place tensors: a CUDA/NPU device, or
+    redirected in tests. A Ray driver on a head node without devices checks the import only."""
     try:
         import torch_npu  # noqa: F401  - Ascend: MindSpeed patches megatron for NPUs
     except ImportError:
@@ -48,6 +49,8 @@ def require_megatron() -> None:
     except ImportError as exc:
         raise BackendUnavailable("megatron", f"megatron-core not importable ({exc}); "
                                  "pip install 'r1zero[megatron]'") from exc
+    if not device:
+        return
     try:
         torch.cuda.current_device()
     except Exception as exc:   # torch raises AssertionError/RuntimeError without a CUDA build
