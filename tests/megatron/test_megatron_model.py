@@ -119,6 +119,7 @@ def test_megatron_engine_declares_the_keys_it_acts_on():
     from r1zero.config.load import load_config
     from r1zero.trainer.megatron.engine import MegatronTrainEngine
 
-    cfg = load_config(None, ["actor.distributed_optimizer=true", "actor.recompute=full"])
+    cfg = load_config(None, ["actor.distributed_optimizer=true", "actor.recompute=full",
+                             "actor.use_remove_padding=true"])
     assert unimplemented(cfg, MegatronTrainEngine, TRAIN_ENGINE_KEYS) == [
-        "actor.recompute: 'full' is not implemented by engine 'megatron'"]
+        "actor.use_remove_padding: True is not implemented by engine 'megatron'"]

@@ -1,7 +1,7 @@
-"""``r1zero train`` with ``actor.engine: megatron`` on CPU ranks: a 1-rank run, the same recipe
-at TP 2 and at PP 2 on a local Ray (2 ranks, gloo), per-step metrics equal within 1e-4; and a
-PP 2 run killed with SIGKILL in the middle of a step and resumed with ``--resume`` on one rank,
-equal to the uninterrupted run.
+"""``r1zero train`` with ``actor.engine: megatron`` on CPU ranks: a 1-rank run, and the same
+recipe at TP 2 (selective recompute) and at PP 2 (full recompute) on a local Ray (2 ranks,
+gloo), per-step metrics equal within 1e-4. The PP 2 run is killed with SIGKILL in the middle of
+a step and resumed with ``--resume`` on one rank; all its steps equal the uninterrupted run's.
 
 Each run is a subprocess of ``tests.megatron.train_main`` (the CPU redirections, then the CLI).
 """
@@ -77,17 +77,19 @@ def one_rank(tiny_setup, tmp_path_factory):
     return train(tiny_setup, tmp_path_factory.mktemp("megatron_1rank") / "run")
 
 
-def test_megatron_train_tp2_equals_one_rank(tiny_setup, tmp_path, one_rank):
+def test_megatron_train_tp2_selective_recompute_equals_one_rank(tiny_setup, tmp_path, one_rank):
     assert one_rank[-1]["actor/grad_norm"] > 0 and one_rank[-1]["actor/kl"] > 0
-    assert_same_metrics(train(tiny_setup, tmp_path / "run", ranks=2, tensor_parallel=2), one_rank)
+    # activations of the core attention recomputed in backward: the same numbers
+    assert_same_metrics(train(tiny_setup, tmp_path / "run", ranks=2, tensor_parallel=2,
+                              recompute="selective"), one_rank)
 
 
-def test_megatron_train_pp2_killed_mid_step_resumes_equal_to_one_rank(tiny_setup, tmp_path,
-                                                                      one_rank):
+def test_megatron_train_pp2_full_recompute_killed_mid_step_resumes_equal_to_one_rank(
+        tiny_setup, tmp_path, one_rank):
     """SIGKILL of the driver, Ray and both pipeline stages inside step 3, then ``--resume`` on
     one rank (the checkpoint of 2 stages loads resharded): the steps before and after equal
     the uninterrupted 1-rank run's, no prompt lost or repeated."""
-    cfg = write(tiny_setup, tmp_path / "run", ranks=2, pipeline_parallel=2)
+    cfg = write(tiny_setup, tmp_path / "run", ranks=2, pipeline_parallel=2, recompute="full")
     metrics = tmp_path / "run" / "logs" / "metrics.jsonl"
     proc = subprocess.Popen(_cmd(cfg), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -72,7 +72,7 @@ def init_parallel(tp: int, pp: int, seed: int) -> None:
 class MegatronTrainEngine:
     name = "megatron"
     # recipe keys this engine acts on (r1zero.config.engine_keys); the rest are refused
-    implements = frozenset({"actor.distributed_optimizer"})
+    implements = frozenset({"actor.distributed_optimizer", "actor.recompute"})
     reduces_grads = True         # megatron DDP leaves the data-parallel gradient
     schedules_micro_batches = True   # the trainer hands it a mini-batch's micro-batches at once
     weights_in_place = False     # the sampler takes ``full_weights()``
@@ -110,7 +110,8 @@ class MegatronTrainEngine:
     # -- build ------------------------------------------------------------------------------
     def _build(self, full: dict[str, torch.Tensor]) -> torch.nn.Module:
         config = M.transformer_config(self.facts, tp=self.tp, pp=self.pp, dtype=self.dtype,
-                                      num_layer_list=self.cfg.actor.num_layer_list)
+                                      num_layer_list=self.cfg.actor.num_layer_list,
+                                      recompute=self.cfg.actor.recompute)
         gpt = M.build_gpt(self.facts, config, tp=self.tp)
         self.split_dims = load_shard(gpt, full, self.layer_offset())
         return gpt.to(self.device)

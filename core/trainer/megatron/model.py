@@ -55,13 +55,20 @@ def padded_vocab(vocab: int, tp: int) -> int:
     return -(-vocab // tp) * tp
 
 
+RECOMPUTE = {"none": {}, "selective": {"recompute_granularity": "selective"},
+             "full": {"recompute_granularity": "full", "recompute_method": "uniform",
+                      "recompute_num_layers": 1}}
+
+
 def transformer_config(f: dict[str, Any], *, tp: int, pp: int, dtype: torch.dtype,
-                       num_layer_list: list[int] | None = None):
-    """megatron-core ``TransformerConfig`` for the facts ``f`` on a tp x pp layout."""
+                       num_layer_list: list[int] | None = None, recompute: str = "none"):
+    """megatron-core ``TransformerConfig`` for the facts ``f`` on a tp x pp layout.
+    ``recompute`` (``actor.recompute``): ``full`` recomputes every decoder layer in backward
+    (megatron's uniform method, one layer per unit), ``selective`` the core attention only."""
     import torch.nn.functional as F
     from megatron.core.transformer import TransformerConfig
 
-    extra = pipeline_split(num_layer_list)
+    extra = {**pipeline_split(num_layer_list), **RECOMPUTE[recompute]}
     return TransformerConfig(
         num_layers=f["layers"], hidden_size=f["hidden"], num_attention_heads=f["heads"],
         num_query_groups=f["kv_heads"], kv_channels=f["head_dim"], ffn_hidden_size=f["ffn"],
