@@ -13,7 +13,8 @@ never by r1zero itself, whose megatron engine refuses a machine where these call
     6. ``all_to_all_single`` split sizes given as tensors -> lists
     7. ``param.type() == 'torch.cuda.FloatTensor'`` asserts -> CPU tensors report a cuda type
     8. ``tensor.cuda()`` (tied embeddings across pipeline stages) -> the tensor itself
-    and ``moe_utils.te_general_gemm = None`` (no TransformerEngine).
+    (``moe_utils.te_general_gemm``, missing without TransformerEngine on any hardware, is set
+    by the engine itself: ``r1zero.trainer.megatron.deepseek.without_transformer_engine``.)
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class _Inert:
     def __init__(self, *a, **k): ...
     def __enter__(self): return self
     def __exit__(self, *a): return False
-    def __getattr__(self, name): return lambda *a, **k: None
+    def __getattr__(self, name):   # an event recorded on a stream is inert too
+        return lambda *a, **k: _Inert() if name == "record_event" else None
 
 
 def _cuda_typed(original):
@@ -71,7 +73,7 @@ def apply() -> None:
     from megatron.core.optimizer import clip_grads, grad_scaler, optimizer
     from megatron.core.pipeline_parallel import p2p_communication, schedules
     from megatron.core.tensor_parallel import random as mrandom
-    from megatron.core.transformer.moe import moe_utils, token_dispatcher
+    from megatron.core.transformer.moe import token_dispatcher
 
     torch.cuda.get_rng_state = lambda device="cuda": torch.get_rng_state()          # 1
     torch.cuda.set_rng_state = lambda state, device="cuda": torch.set_rng_state(state)
@@ -98,7 +100,6 @@ def apply() -> None:
     dist.all_to_all_single = all_to_all_single
     torch.Tensor.type = _cuda_typed(torch.Tensor.type)                                 # 7
     torch.Tensor.cuda = lambda self, *a, **k: self                                     # 8
-    moe_utils.te_general_gemm = None
 
 
 def apply_in_worker() -> None:

@@ -94,12 +94,12 @@ def test_megatron_train_engine_is_refused_before_anything_runs_without_a_device(
         CPUBackend().refuse_unimplemented(cfg, world=2)
 
 
-def test_megatron_refuses_moe_models_by_name():
-    from transformers import DeepseekV3Config
+def test_megatron_refuses_other_model_types_by_name():
+    from transformers import MixtralConfig
 
-    with pytest.raises(ConfigError, match=r"model_type 'deepseek_v3' \(MoE / MLA\) is not "
-                                          r"implemented"):
-        M.arch_facts(DeepseekV3Config())
+    with pytest.raises(ConfigError, match=r"model.path: the megatron engine builds llama, qwen2, "
+                                          r"deepseek_v3 models, not model_type 'mixtral'"):
+        M.arch_facts(MixtralConfig())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

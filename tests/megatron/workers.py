@@ -150,3 +150,31 @@ def bf16_update(rank: int, world: int, port: int, model: str, out_dir: str) -> N
     torch.save({"master_before": before, "master_after": masters(), "model_before": model_before,
                 "model_after": models(), "loss": out["loss"]}, Path(out_dir) / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
+
+
+def logits(rank: int, world: int, port: int, models: list, out_dir: str) -> None:
+    """Each model's mcore logits at TP 1 next to its HF model's, on 2 rows of random tokens."""
+    join(rank, world, port)
+    from r1zero.trainer.megatron.engine import init_parallel
+
+    init_parallel(1, 1, 0)
+    out = {Path(m).name: _logits(m) for m in models}
+    torch.save(out, Path(out_dir) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def _logits(model: str) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    from r1zero.trainer.megatron import model as M
+    from r1zero.trainer.megatron.engine import load_shard
+
+    hf = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    f = M.arch_facts(hf.config)
+    gpt = M.build_gpt(f, M.transformer_config(f, tp=1, pp=1, dtype=torch.float32), tp=1)
+    load_shard(gpt, M.hf_to_mcore(f, {k: v.detach() for k, v in hf.state_dict().items()}, 1), 0)
+    ids = torch.randint(0, f["vocab"], (2, 12), generator=torch.Generator().manual_seed(0))
+    causal = torch.ones(12, 12, dtype=torch.bool).triu(1)[None, None].expand(2, 1, 12, 12)
+    with torch.no_grad():
+        return {"hf": hf(ids).logits,
+                "mcore": gpt.eval()(ids, torch.arange(12).expand(2, 12), causal)}

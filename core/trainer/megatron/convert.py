@@ -31,6 +31,7 @@ class ShardedGPT:
     def __init__(self, cfg: Any, hf_dir: Path, full: dict[str, torch.Tensor] | None = None):
         from transformers import AutoConfig, AutoModelForCausalLM
 
+        from r1zero.trainer.megatron import moe
         from r1zero.trainer.megatron.engine import (_DTYPES, _stage_layers, init_parallel,
                                                     load_shard, require_megatron)
 
@@ -38,18 +39,20 @@ class ShardedGPT:
         _init_process_group()
         a = cfg.actor
         self.tp, self.pp = a.tensor_parallel, a.pipeline_parallel
-        init_parallel(self.tp, self.pp, a.seed)
+        self.ep, self.etp = moe.expert_sizes(self.tp, a.expert_parallel, a.moe_tp_extend_ep)
         hf_config = AutoConfig.from_pretrained(str(hf_dir))
         self.hf_config, self.facts = hf_config, M.arch_facts(hf_config)
+        moe.check_layout(a, self.facts, torch.distributed.get_world_size(), training=False)
+        init_parallel(self.tp, self.pp, a.seed, a.expert_parallel, a.moe_tp_extend_ep)
         self.stages = _stage_layers(a.num_layer_list, self.pp, self.facts["layers"])
         dtype = _DTYPES[cfg.model.dtype]
         config = M.transformer_config(self.facts, tp=self.tp, pp=self.pp, dtype=dtype,
-                                      num_layer_list=a.num_layer_list)
+                                      num_layer_list=a.num_layer_list, ep=self.ep, etp=self.etp)
         self.model = M.build_gpt(self.facts, config, tp=self.tp)
         if full is None:     # shapes only: the split dimensions, from a weightless HF model
             with torch.device("meta"):
                 skeleton = AutoModelForCausalLM.from_config(hf_config)
-            full = M.hf_to_mcore(self.facts, skeleton.state_dict(), self.tp)
+            full = M.hf_to_mcore(self.facts, skeleton.state_dict(), self.tp, self.etp)
             full = {k: torch.zeros(v.shape, dtype=dtype) for k, v in full.items()}
         self.split_dims = load_shard(self.model, full, self.layer_offset())
 
@@ -80,9 +83,13 @@ def hf_to_mcore(cfg: Any, hf_dir: str, out_dir: str) -> None:
         hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{hf_dir}: not a loadable HF checkpoint ({exc})") from exc
+    from r1zero.trainer.megatron.moe import expert_sizes
+
     facts = M.arch_facts(hf.config)
-    tp = cfg.actor.tensor_parallel
-    full = M.hf_to_mcore(facts, {k: v.detach() for k, v in hf.state_dict().items()}, tp)
+    a = cfg.actor
+    etp = expert_sizes(a.tensor_parallel, a.expert_parallel, a.moe_tp_extend_ep)[1]
+    full = M.hf_to_mcore(facts, {k: v.detach() for k, v in hf.state_dict().items()},
+                         a.tensor_parallel, etp)
     piece = ShardedGPT(cfg, Path(hf_dir), full)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     dist_checkpointing.save({"model": piece.model.sharded_state_dict()}, out_dir)

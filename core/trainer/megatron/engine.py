@@ -58,14 +58,21 @@ def require_megatron(device: bool = True) -> None:
                                  f"(torch.cuda.current_device(): {exc})") from exc
 
 
-def init_parallel(tp: int, pp: int, seed: int) -> None:
-    """parallel_state for tp x pp over the already initialised default process group."""
+def init_parallel(tp: int, pp: int, seed: int, ep: int = 1,
+                  moe_tp_extend_ep: bool = False) -> None:
+    """parallel_state for tp x pp, routed experts over ep (x tp with ``moe_tp_extend_ep``)
+    ranks, over the already initialised default process group."""
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
+    from r1zero.trainer.megatron.moe import expert_sizes
+
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
-    ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
+    emp, etp = expert_sizes(tp, ep, moe_tp_extend_ep)
+    ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
+                                 expert_model_parallel_size=emp,
+                                 expert_tensor_parallel_size=etp)
     model_parallel_cuda_manual_seed(seed)
 
 
@@ -81,23 +88,24 @@ class MegatronTrainEngine:
         from transformers import AutoConfig
 
         require_megatron()
+        from r1zero.trainer.megatron import moe
+
         a = cfg.actor
-        if a.expert_parallel > 1:
-            raise ConfigError("the megatron engine builds dense models in this version; expert "
-                              "parallelism (MoE) is not implemented", key="actor.expert_parallel")
         if cfg.model.dtype == "float16":
             raise ConfigError("the megatron engine trains in float32 or bfloat16 (fp32 master "
                               "weights); float16 loss scaling is not implemented",
                               key="model.dtype")
         self.cfg, self.device = cfg, torch.device(device)
         self.tp, self.pp = a.tensor_parallel, a.pipeline_parallel
-        init_parallel(self.tp, self.pp, a.seed)
+        self.ep, self.etp = moe.expert_sizes(self.tp, a.expert_parallel, a.moe_tp_extend_ep)
         self.dtype = self.compute_dtype = _DTYPES[cfg.model.dtype]
         hf_config = AutoConfig.from_pretrained(cfg.model.path)
         self.facts = M.arch_facts(hf_config)
+        moe.check_layout(a, self.facts, torch.distributed.get_world_size())
+        init_parallel(self.tp, self.pp, a.seed, a.expert_parallel, a.moe_tp_extend_ep)
         self.stages = _stage_layers(a.num_layer_list, self.pp, self.facts["layers"])
         hf_state = _hf_state(cfg.model.path, self.dtype)
-        full = M.hf_to_mcore(self.facts, hf_state, self.tp)
+        full = M.hf_to_mcore(self.facts, hf_state, self.tp, self.etp)
         self.model = self._build(full)
         self.ref = None
         if cfg.reference.enabled and cfg.algorithm.kl_coef > 0:
@@ -111,7 +119,8 @@ class MegatronTrainEngine:
     def _build(self, full: dict[str, torch.Tensor]) -> torch.nn.Module:
         config = M.transformer_config(self.facts, tp=self.tp, pp=self.pp, dtype=self.dtype,
                                       num_layer_list=self.cfg.actor.num_layer_list,
-                                      recompute=self.cfg.actor.recompute)
+                                      recompute=self.cfg.actor.recompute,
+                                      ep=self.ep, etp=self.etp)
         gpt = M.build_gpt(self.facts, config, tp=self.tp)
         self.split_dims = load_shard(gpt, full, self.layer_offset())
         return gpt.to(self.device)
@@ -276,19 +285,20 @@ class MegatronTrainEngine:
 
 
 def load_shard(gpt: torch.nn.Module, full: dict[str, torch.Tensor], offset: int) -> dict[str, int]:
-    """Copy this rank's slice of each full mcore tensor into ``gpt`` (layer numbers + offset);
-    returns the tensor-parallel split dimension of each sliced parameter (the one dimension
-    where its shape differs from the full tensor's)."""
-    from megatron.core import parallel_state as ps
+    """Copy this rank's slice of each full mcore tensor into ``gpt`` (layer numbers + offset,
+    local expert numbers + this expert-parallel rank's first expert); returns the
+    tensor-parallel split dimension of each sliced parameter (the one dimension where its
+    shape differs from the full tensor's; routed experts split over the expert-tensor group)."""
+    from r1zero.trainer.megatron.moe import global_expert, split_group
 
-    tp_rank = ps.get_tensor_model_parallel_rank()
-    tp = ps.get_tensor_model_parallel_world_size()
+    experts = getattr(gpt.config, "num_moe_experts", None) or 0
     split: dict[str, int] = {}
     with torch.no_grad():
         for name, param in gpt.state_dict(keep_vars=True).items():
             if name.endswith("_extra_state") or "rotary_pos_emb" in name:
                 continue
-            key = _global_name(name, offset)
+            key, expert = global_expert(_global_name(name, offset), experts)
+            tp_rank, tp = split_group(expert)
             if key == "output_layer.weight" and key not in full:   # tied, last stage of pp > 1
                 key = "embedding.word_embeddings.weight"
             src = full[key]

@@ -1,8 +1,10 @@
 """A megatron-core ``GPTModel`` built from a Hugging Face config, and HF <-> mcore weights.
 
-Dense Llama / Qwen2 (RMSNorm, SwiGLU, rotary, grouped-query attention, optional qkv bias) with
-megatron-core's own (non-TransformerEngine) layer spec and every fusion off, so the same model
-builds on CUDA, on Ascend (MindSpeed patches these modules) and, in tests, on CPU ranks.
+Dense Llama / Qwen2 (RMSNorm, SwiGLU, rotary, grouped-query attention, optional qkv bias) and
+DeepSeek-V3 (multi-latent attention, MoE with shared experts after dense first layers; the
+mapping lives in ``deepseek``) with megatron-core's own (non-TransformerEngine) layer specs and
+every fusion off, so the same model builds on CUDA, on Ascend (MindSpeed patches these modules)
+and, in tests, on CPU ranks.
 
 Weights use r1zero's own mapping (``hf_to_mcore`` / ``mcore_to_hf``): a full mcore-named tensor
 per HF tensor, then each rank takes its tensor-parallel slice along the dimension megatron
@@ -27,26 +29,32 @@ _SAME = [("input_layernorm.weight", "input_layernorm.weight"),
 
 
 DENSE_TYPES = ("llama", "qwen2")
+MODEL_TYPES = (*DENSE_TYPES, "deepseek_v3")
 
 
 def arch_facts(hf: Any) -> dict[str, Any]:
     """The numbers the mcore config needs, from a transformers config object."""
-    if hf.model_type not in DENSE_TYPES:
+    if hf.model_type not in MODEL_TYPES:
         from r1zero.host.errors import ConfigError
 
-        raise ConfigError(f"the megatron engine builds {', '.join(DENSE_TYPES)} models; "
-                          f"model_type {hf.model_type!r} (MoE / MLA) is not implemented",
-                          key="model.path")
+        raise ConfigError(f"the megatron engine builds {', '.join(MODEL_TYPES)} models, not "
+                          f"model_type {hf.model_type!r}", key="model.path")
     heads = hf.num_attention_heads
     rope = getattr(hf, "rope_parameters", None) or {}
     theta = rope.get("rope_theta") or getattr(hf, "rope_theta", None) or 10000.0
-    return {"layers": hf.num_hidden_layers, "hidden": hf.hidden_size, "heads": heads,
+    base = {"layers": hf.num_hidden_layers, "hidden": hf.hidden_size, "heads": heads,
             "kv_heads": getattr(hf, "num_key_value_heads", None) or heads,
             "head_dim": getattr(hf, "head_dim", None) or hf.hidden_size // heads,
             "ffn": hf.intermediate_size, "vocab": hf.vocab_size, "eps": hf.rms_norm_eps,
             "theta": float(theta), "max_pos": hf.max_position_embeddings,
             "tied": bool(getattr(hf, "tie_word_embeddings", False)),
-            "qkv_bias": hf.model_type == "qwen2" or bool(getattr(hf, "attention_bias", False))}
+            "qkv_bias": hf.model_type == "qwen2" or bool(getattr(hf, "attention_bias", False)),
+            "mla": False, "experts": 0}
+    if hf.model_type == "deepseek_v3":
+        from r1zero.trainer.megatron import deepseek
+
+        return deepseek.facts(hf, base)
+    return base
 
 
 def padded_vocab(vocab: int, tp: int) -> int:
@@ -61,17 +69,27 @@ RECOMPUTE = {"none": {}, "selective": {"recompute_granularity": "selective"},
 
 
 def transformer_config(f: dict[str, Any], *, tp: int, pp: int, dtype: torch.dtype,
-                       num_layer_list: list[int] | None = None, recompute: str = "none"):
-    """megatron-core ``TransformerConfig`` for the facts ``f`` on a tp x pp layout.
+                       num_layer_list: list[int] | None = None, recompute: str = "none",
+                       ep: int = 1, etp: int | None = None):
+    """megatron-core ``TransformerConfig`` (``MLATransformerConfig`` for DeepSeek-V3) for the
+    facts ``f`` on a tp x pp layout, routed experts over ep ranks and split over etp.
     ``recompute`` (``actor.recompute``): ``full`` recomputes every decoder layer in backward
     (megatron's uniform method, one layer per unit), ``selective`` the core attention only."""
     import torch.nn.functional as F
-    from megatron.core.transformer import TransformerConfig
+    from megatron.core.transformer import MLATransformerConfig, TransformerConfig
 
     extra = {**pipeline_split(num_layer_list), **RECOMPUTE[recompute]}
-    return TransformerConfig(
+    make = TransformerConfig
+    if f.get("mla"):
+        from r1zero.trainer.megatron import deepseek
+
+        extra.update(deepseek.config_kwargs(f, ep=ep, etp=tp if etp is None else etp))
+        make = MLATransformerConfig
+    else:
+        extra["kv_channels"] = f["head_dim"]
+    return make(
         num_layers=f["layers"], hidden_size=f["hidden"], num_attention_heads=f["heads"],
-        num_query_groups=f["kv_heads"], kv_channels=f["head_dim"], ffn_hidden_size=f["ffn"],
+        num_query_groups=f["kv_heads"], ffn_hidden_size=f["ffn"],
         normalization="RMSNorm", layernorm_epsilon=f["eps"], gated_linear_unit=True,
         activation_func=F.silu, add_bias_linear=False, add_qkv_bias=f["qkv_bias"],
         hidden_dropout=0.0, attention_dropout=0.0, tensor_model_parallel_size=tp,
@@ -112,12 +130,19 @@ def build_gpt(f: dict[str, Any], config: Any, *, tp: int):
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
-    return GPTModel(config=config, transformer_layer_spec=get_gpt_layer_local_spec(
-        normalization="RMSNorm"), vocab_size=padded_vocab(f["vocab"], tp),
-        max_sequence_length=f["max_pos"], pre_process=ps.is_pipeline_first_stage(),
-        post_process=ps.is_pipeline_last_stage(), parallel_output=False,
-        share_embeddings_and_output_weights=f["tied"], position_embedding_type="rope",
-        rotary_base=f["theta"])
+    if f.get("mla"):   # dense first layers, then MoE layers (config.moe_layer_freq)
+        from r1zero.trainer.megatron import deepseek
+
+        spec = deepseek.block_spec(config)
+    else:
+        spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+    return GPTModel(config=config, transformer_layer_spec=spec,
+                    vocab_size=padded_vocab(f["vocab"], tp), max_sequence_length=f["max_pos"],
+                    pre_process=ps.is_pipeline_first_stage(),
+                    post_process=ps.is_pipeline_last_stage(), parallel_output=False,
+                    share_embeddings_and_output_weights=f["tied"],
+                    position_embedding_type="rope",   # MLA applies its own rope
+                    rotary_base=f["theta"])
 
 
 def _qkv(f: dict, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -142,8 +167,10 @@ def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     return t if t.shape[0] == rows else torch.cat([t, t.new_zeros(rows - t.shape[0], *t.shape[1:])])
 
 
-def hf_to_mcore(f: dict[str, Any], hf: dict[str, torch.Tensor], tp: int) -> dict[str, torch.Tensor]:
-    """Full (unsharded) mcore-named tensors, global layer numbers, from an HF state dict."""
+def hf_to_mcore(f: dict[str, Any], hf: dict[str, torch.Tensor], tp: int,
+                etp: int | None = None) -> dict[str, torch.Tensor]:
+    """Full (unsharded) mcore-named tensors, global layer numbers (and global expert numbers),
+    from an HF state dict; routed experts' fc1 laid out for ``etp`` (default tp) ranks."""
     vocab = padded_vocab(f["vocab"], tp)
     out = {"embedding.word_embeddings.weight": _pad_rows(hf["model.embed_tokens.weight"], vocab),
            "decoder.final_layernorm.weight": hf["model.norm.weight"]}
@@ -151,6 +178,12 @@ def hf_to_mcore(f: dict[str, Any], hf: dict[str, torch.Tensor], tp: int) -> dict
         out["output_layer.weight"] = _pad_rows(hf["lm_head.weight"], vocab)
     for i in range(f["layers"]):
         h, m = _HF_LAYER.format(i=i), _MC_LAYER.format(i=i)
+        if f.get("mla"):
+            from r1zero.trainer.megatron import deepseek
+
+            layer = deepseek.layer_to_mcore(f, hf, i, tp, tp if etp is None else etp)
+            out.update({m + k: v for k, v in layer.items()})
+            continue
         for a, b in _SAME:
             out[m + b] = hf[h + a]
         attn = h + "self_attn."
@@ -164,9 +197,14 @@ def hf_to_mcore(f: dict[str, Any], hf: dict[str, torch.Tensor], tp: int) -> dict
     return out
 
 
-def mcore_to_hf_layer(f: dict[str, Any], full: dict[str, torch.Tensor], i: int,
-                      tp: int) -> Iterator[tuple[str, torch.Tensor]]:
+def mcore_to_hf_layer(f: dict[str, Any], full: dict[str, torch.Tensor], i: int, tp: int,
+                      etp: int | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """HF-named tensors of layer ``i`` from its full mcore tensors (``full`` keyed by suffix)."""
+    if f.get("mla"):
+        from r1zero.trainer.megatron import deepseek
+
+        yield from deepseek.layer_to_hf(f, full, i, tp, tp if etp is None else etp)
+        return
     h = _HF_LAYER.format(i=i)
     for a, b in _SAME:
         yield h + a, full[b]
