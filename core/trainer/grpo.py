@@ -71,6 +71,10 @@ class GRPOTrainer:
             dist.adopt(self.engine.data_parallel())     # megatron's tp x pp x dp layout
         self.rollout = self.backend.make_rollout_engine(
             cfg, self.engine, self.tokenizer, stop_sequences(self.tokenizer, run.template))
+        if dist is not None and dist.mp_group is not None:
+            # gathering the actor's weights is collective: sync on every rank now, not lazily
+            # inside generate, which only the group's first rank calls (share_samples)
+            self.rollout.sync_weights()
         self.scoring = ScoringPool(run.scorers, workers=cfg.scoring.workers,
                                    timeout_s=cfg.scoring.timeout_s)
         self.order = PromptOrder(len(self.prompts), cfg.data.seed, cfg.data.shuffle)

@@ -51,7 +51,7 @@ def write(setup, run_dir: Path, ranks: int = 1, **layout) -> Path:
 
 def train(setup, run_dir: Path, ranks: int = 1, **layout) -> list[dict]:
     done = subprocess.run(_cmd(write(setup, run_dir, ranks, **layout)), cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return read_metrics(run_dir / "logs" / "metrics.jsonl")
 
@@ -104,6 +104,6 @@ def test_megatron_train_pp2_full_recompute_killed_mid_step_resumes_equal_to_one_
     assert 2 <= killed_at < STEPS, (killed_at, proc.stdout.read()[-3000:])
     one = write(tiny_setup, tmp_path / "run")           # the same run directories, 1 rank
     done = subprocess.run(_cmd(one, "--resume"), cwd=ROOT, env=_env(), capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert_same_metrics(read_metrics(metrics), one_rank)
