@@ -1,7 +1,9 @@
-"""``r1zero train`` with ``actor.engine: megatron`` on CPU ranks: a 1-rank run, and the same
-recipe at TP 2 (selective recompute) and at PP 2 (full recompute) on a local Ray (2 ranks,
-gloo), per-step metrics equal within 1e-4. The PP 2 run is killed with SIGKILL in the middle of
-a step and resumed with ``--resume`` on one rank; all its steps equal the uninterrupted run's.
+"""``r1zero train`` with ``actor.engine: megatron`` on CPU ranks, on the tiny DeepSeek-V3 (MLA,
+a dense first layer, then MoE layers of 4 routed experts top-2 and a shared expert): a 1-rank
+run, and the same recipe at EP 2 (dp 2, selective recompute) and at PP 2 (stages of 1 and 2
+layers, full recompute) on a local Ray (2 ranks, gloo), per-step metrics equal within 1e-4.
+The PP 2 run is killed with SIGKILL in the middle of a step and resumed with ``--resume`` on
+one rank; all its steps equal the uninterrupted run's.
 
 Each run is a subprocess of ``tests.megatron.train_main`` (the CPU redirections, then the CLI).
 """
@@ -73,23 +75,37 @@ def assert_same_metrics(got: list[dict], want: list[dict], tol: float = 1e-4) ->
 
 
 @pytest.fixture(scope="module")
-def one_rank(tiny_setup, tmp_path_factory):
-    return train(tiny_setup, tmp_path_factory.mktemp("megatron_1rank") / "run")
+def deepseek_setup(tiny_setup, tmp_path_factory):
+    """``tiny_setup`` (tokenizer, demo problems) with the tiny DeepSeek-V3 as the model."""
+    from transformers import AutoTokenizer
+
+    from tests.megatron.conftest import save_tiny_deepseek
+
+    tok = AutoTokenizer.from_pretrained(tiny_setup["model"])
+    model = save_tiny_deepseek(tmp_path_factory.mktemp("tiny_deepseek_train"), tokenizer=tok)
+    tok.save_pretrained(model)
+    return {**tiny_setup, "model": model}
 
 
-def test_megatron_train_tp2_selective_recompute_equals_one_rank(tiny_setup, tmp_path, one_rank):
+@pytest.fixture(scope="module")
+def one_rank(deepseek_setup, tmp_path_factory):
+    return train(deepseek_setup, tmp_path_factory.mktemp("megatron_1rank") / "run")
+
+
+def test_megatron_train_deepseek_ep2_equals_one_rank(deepseek_setup, tmp_path, one_rank):
+    """2 data-parallel ranks, the 4 routed experts split 2 + 2 (EP 2), selective recompute."""
     assert one_rank[-1]["actor/grad_norm"] > 0 and one_rank[-1]["actor/kl"] > 0
-    # activations of the core attention recomputed in backward: the same numbers
-    assert_same_metrics(train(tiny_setup, tmp_path / "run", ranks=2, tensor_parallel=2,
+    assert_same_metrics(train(deepseek_setup, tmp_path / "run", ranks=2, expert_parallel=2,
                               recompute="selective"), one_rank)
 
 
-def test_megatron_train_pp2_full_recompute_killed_mid_step_resumes_equal_to_one_rank(
-        tiny_setup, tmp_path, one_rank):
-    """SIGKILL of the driver, Ray and both pipeline stages inside step 3, then ``--resume`` on
-    one rank (the checkpoint of 2 stages loads resharded): the steps before and after equal
-    the uninterrupted 1-rank run's, no prompt lost or repeated."""
-    cfg = write(tiny_setup, tmp_path / "run", ranks=2, pipeline_parallel=2, recompute="full")
+def test_megatron_train_deepseek_pp2_killed_mid_step_resumes_equal_to_one_rank(
+        deepseek_setup, tmp_path, one_rank):
+    """SIGKILL of the driver, Ray and both pipeline stages (1 dense layer | 2 MoE layers, full
+    recompute) inside step 3, then ``--resume`` on one rank (the checkpoint of 2 stages loads
+    resharded): the steps before and after equal the uninterrupted 1-rank run's."""
+    cfg = write(deepseek_setup, tmp_path / "run", ranks=2, pipeline_parallel=2,
+                num_layer_list=[1, 2], recompute="full")
     metrics = tmp_path / "run" / "logs" / "metrics.jsonl"
     proc = subprocess.Popen(_cmd(cfg), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -102,7 +118,7 @@ def test_megatron_train_pp2_full_recompute_killed_mid_step_resumes_equal_to_one_
     proc.wait(timeout=60)
     killed_at = len(read_metrics(metrics))
     assert 2 <= killed_at < STEPS, (killed_at, proc.stdout.read()[-3000:])
-    one = write(tiny_setup, tmp_path / "run")           # the same run directories, 1 rank
+    one = write(deepseek_setup, tmp_path / "run")       # the same run directories, 1 rank
     done = subprocess.run(_cmd(one, "--resume"), cwd=ROOT, env=_env(), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
