@@ -3,11 +3,12 @@ routed experts top-2 in 2 groups and a shared expert, a random router expert bia
 
 - HF -> mcore -> HF weights round-trip bit-exactly, at tp / expert-tp 1 and 2;
 - the mcore model's logits equal the HF model's (default rope and yarn rope) at TP 1;
-- one GRPO update at EP 2 (2 experts per rank) equals the HF model's update (AdamW): loss and
-  gradients within 1e-5 relative, grad norm within 1e-5, the weight update within 1e-3; the
-  exported rollout weights are the updated ones, the expert bias unchanged (frozen);
-- expert settings a model cannot take are refused by key (TP > 1 with MoE among them: megatron-core
-  0.16.1 trains MoE layers under tensor parallelism only with sequence parallelism).
+- one GRPO update at EP 2 (2 experts per rank), TP 2 (sequence parallel, each expert split over
+  the tp ranks) and TP 2 with ``moe_tp_extend_ep`` (2 whole experts per tp rank) equals the HF
+  model's update (AdamW): loss and gradients within 1e-5 relative, grad norm within 1e-5, the
+  weight update within 1e-3; the exported rollout weights are the updated ones (and score like
+  the actor in the rollout engine), the expert bias unchanged (frozen);
+- expert settings a model cannot take are refused by key.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ pytest.importorskip("megatron.core", reason="megatron-core not installed: pip in
 
 from r1zero.host.errors import ConfigError  # noqa: E402
 from r1zero.trainer.megatron import model as M  # noqa: E402
-from tests.megatron.test_megatron_engine import (check_against, reference_update,  # noqa: E402
-                                                 run_layout)
-from tests.megatron.workers import logits, spawn  # noqa: E402
+from tests.megatron.test_megatron_engine import check_against, reference_update  # noqa: E402
+from tests.megatron.workers import grpo_layouts, logits, spawn  # noqa: E402
 
 
 def _hf_state(model_dir):
@@ -72,21 +72,24 @@ def deepseek_reference(tiny_deepseek):
     return reference_update(tiny_deepseek)
 
 
-@pytest.mark.parametrize("name, world, overrides", [
-    ("ep2", 2, ["actor.expert_parallel=2"]),
-])
-def test_megatron_deepseek_grpo_update_equals_hf(deepseek_reference, tiny_deepseek, tmp_path,
-                                                 name, world, overrides):
-    ranks = run_layout(tmp_path, tiny_deepseek, world, overrides)
-    check_against(deepseek_reference, ranks, f"deepseek {name}",
-                  frozen=("e_score_correction_bias",))
-    norm = torch.cat([g.flatten() for g in deepseek_reference["grads"].values()]).norm()
-    print(f"megatron deepseek {name}: grad norm {ranks[0]['grad_norm']:.7f} vs {float(norm):.7f}")
-    assert abs(ranks[0]["grad_norm"] - float(norm)) / float(norm) < 1e-5
-    for r in ranks:     # the router's expert bias is not trained
-        for k, v in r["after"].items():
-            if k.endswith("e_score_correction_bias"):
-                assert torch.equal(v, deepseek_reference["before"][k]), k
+LAYOUTS = {"ep2": ["actor.expert_parallel=2"], "tp2": ["actor.tensor_parallel=2"],
+           "tp2_moe_tp_extend_ep": ["actor.tensor_parallel=2", "actor.moe_tp_extend_ep=true"]}
+
+
+def test_megatron_deepseek_grpo_update_equals_hf(deepseek_reference, tiny_deepseek, tmp_path):
+    # the three 2-rank layouts run one after the other in the same 2 processes
+    spawn(grpo_layouts, 2, str(tiny_deepseek), str(tmp_path), LAYOUTS)
+    norm = float(torch.cat([g.flatten() for g in deepseek_reference["grads"].values()]).norm())
+    for name in LAYOUTS:
+        ranks = [torch.load(tmp_path / name / f"rank{r}.pt") for r in range(2)]
+        check_against(deepseek_reference, ranks, f"deepseek {name}",
+                      frozen=("e_score_correction_bias",))
+        print(f"megatron deepseek {name}: grad norm {ranks[0]['grad_norm']:.7f} vs {norm:.7f}")
+        assert abs(ranks[0]["grad_norm"] - norm) / norm < 1e-5
+        for r in ranks:     # the router's expert bias is not trained
+            for k, v in r["after"].items():
+                if k.endswith("e_score_correction_bias"):
+                    assert torch.equal(v, deepseek_reference["before"][k]), k
 
 
 def test_megatron_expert_settings_refused_by_key(tiny_llm, tiny_deepseek):
@@ -105,12 +108,6 @@ def test_megatron_expert_settings_refused_by_key(tiny_llm, tiny_deepseek):
     with pytest.raises(ConfigError, match=r"expert_parallel 2 does not divide data parallel 1"):
         check_layout(load_config(None, ["actor.expert_parallel=2",
                                         "actor.pipeline_parallel=2"]).actor, moe, 2)
-    tp2 = load_config(None, ["actor.tensor_parallel=2"]).actor
-    with pytest.raises(ConfigError, match=r"actor.tensor_parallel: 2: megatron-core 0.16.1 trains "
-                                          r"MoE layers at tensor_parallel > 1 only with sequence "
-                                          r"parallelism"):
-        check_layout(tp2, moe, 2)
-    check_layout(tp2, moe, 2, training=False)     # converting at TP 2 is fine
 
 
 def test_megatron_deepseek_refuses_what_megatron_computes_differently():
@@ -121,3 +118,21 @@ def test_megatron_deepseek_refuses_what_megatron_computes_differently():
     with pytest.raises(ConfigError, match=r"group routing with num_experts_per_tok 6 and "
                                           r"topk_group 2"):
         M.arch_facts(DeepseekV3Config(num_experts_per_tok=6, n_group=4, topk_group=2))
+
+
+def test_megatron_deepseek_convert_round_trips_across_layouts(tiny_deepseek, tmp_path):
+    # HF -> mcore dist checkpoint at EP 2 (each rank saves its 2 experts), then mcore -> HF
+    # safetensors at TP 2 with sequence parallelism (each rank loads every expert's half):
+    # every tensor of the HF checkpoint comes back bit-identical under its checkpoint name
+    from safetensors.torch import load_file
+
+    from tests.megatron.workers import convert_there_and_back
+
+    spawn(convert_there_and_back, 2, str(tiny_deepseek), str(tmp_path),
+          ["actor.expert_parallel=2"], ["actor.tensor_parallel=2"])
+    src = load_file(tiny_deepseek / "model.safetensors")
+    back = load_file(tmp_path / "hf" / "model.safetensors")
+    assert "model.layers.2.mlp.experts.3.up_proj.weight" in back
+    assert sorted(back) == sorted(src)
+    for k in src:
+        assert torch.equal(back[k], src[k]), k

@@ -72,6 +72,24 @@ def grpo_update(rank: int, world: int, port: int, model: str, out_dir: str, over
     torch.distributed.destroy_process_group()
 
 
+def grpo_layouts(rank: int, world: int, port: int, model: str, out_dir: str,
+                 layouts: dict) -> None:
+    """One GRPO update per layout (name -> overrides) in the same processes, one after the
+    other (``parallel_state`` rebuilt each time), to ``out_dir/name/rank{r}.pt``."""
+    join(rank, world, port)
+    from r1zero.config.load import load_config
+    from r1zero.trainer.megatron.engine import MegatronTrainEngine
+
+    for name, overrides in layouts.items():
+        cfg = load_config(None, [f"model.path={model}", "model.dtype=float32",
+                                 "actor.engine=megatron", "actor.micro_batch_size=2",
+                                 "actor.lr=1e-2", "algorithm.kl_coef=0.1", *overrides])
+        result = _one_update(MegatronTrainEngine(cfg, _Tok()), cfg)
+        (Path(out_dir) / name).mkdir(exist_ok=True)
+        torch.save(result, Path(out_dir) / name / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
 def _one_update(eng, cfg) -> dict:
     from megatron.core import parallel_state as ps
 
@@ -117,6 +135,20 @@ def _rollout_vs_actor(eng, cfg, batches) -> dict:
 
     return {"actor_logp": actor, "rollout_logp": hf, "dp": ps.get_data_parallel_world_size(),
             "dp_rank": ps.get_data_parallel_rank()}
+
+
+def convert_there_and_back(rank: int, world: int, port: int, hf: str, out_dir: str,
+                           there: list, back: list) -> None:
+    """HF -> mcore (``out_dir/mc``) at the layout ``there``, then mcore -> HF (``out_dir/hf``)
+    at the layout ``back``, in the same processes."""
+    join(rank, world, port)
+    from r1zero.config.load import load_config
+    from r1zero.trainer.megatron import convert as C
+
+    C.hf_to_mcore(load_config(None, ["model.dtype=float32", *there]), hf, f"{out_dir}/mc")
+    C.mcore_to_hf(load_config(None, ["model.dtype=float32", *back]), f"{out_dir}/mc",
+                  f"{out_dir}/hf")
+    torch.distributed.destroy_process_group()
 
 
 def convert(rank: int, world: int, port: int, direction: str, src: str, dst: str,

@@ -1,4 +1,5 @@
-"""In-process HF <-> mcore conversion for dense Llama / Qwen2, at the recipe's actor layout.
+"""In-process HF <-> mcore conversion (dense Llama / Qwen2, DeepSeek-V3) at the recipe's
+actor layout (tp x pp, and ep for DeepSeek-V3's routed experts).
 
     torchrun --nproc-per-node TP*PP -m r1zero convert CONFIG --load-dir HF --save-dir MC --in-process hf-to-mcore
     torchrun --nproc-per-node N     -m r1zero convert CONFIG --load-dir MC --save-dir HF --in-process mcore-to-hf
@@ -42,7 +43,7 @@ class ShardedGPT:
         self.ep, self.etp = moe.expert_sizes(self.tp, a.expert_parallel, a.moe_tp_extend_ep)
         hf_config = AutoConfig.from_pretrained(str(hf_dir))
         self.hf_config, self.facts = hf_config, M.arch_facts(hf_config)
-        moe.check_layout(a, self.facts, torch.distributed.get_world_size(), training=False)
+        moe.check_layout(a, self.facts, torch.distributed.get_world_size())
         init_parallel(self.tp, self.pp, a.seed, a.expert_parallel, a.moe_tp_extend_ep)
         self.stages = _stage_layers(a.num_layer_list, self.pp, self.facts["layers"])
         dtype = _DTYPES[cfg.model.dtype]
@@ -102,6 +103,7 @@ def mcore_to_hf(cfg: Any, mcore_dir: str, out_dir: str) -> None:
     """``dist_checkpointing`` checkpoint -> HF ``model.safetensors`` + config (collective)."""
     from safetensors.torch import save_file
 
+    from r1zero.trainer.megatron import deepseek
     from r1zero.trainer.megatron.engine import require_megatron
     from r1zero.trainer.megatron.weights import gather_hf
 
@@ -111,7 +113,11 @@ def mcore_to_hf(cfg: Any, mcore_dir: str, out_dir: str) -> None:
     piece = ShardedGPT(cfg, Path(mcore_dir) / HF_CONFIG)
     state = dist_checkpointing.load({"model": piece.model.sharded_state_dict()}, mcore_dir)
     piece.model.load_state_dict(state["model"])
-    tensors = {name: t.contiguous() for name, t in gather_hf(piece)}
+    tensors = {}
+    for name, t in gather_hf(piece):
+        pairs = ([(name, t)] if not piece.facts.get("mla") else
+                 deepseek.checkpoint_tensors(name, t, piece.facts["moe_ffn"]))
+        tensors.update((k, v.contiguous()) for k, v in pairs)
     if torch.distributed.get_rank() == 0:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(Path(out_dir) / "model.safetensors"), metadata={"format": "pt"})

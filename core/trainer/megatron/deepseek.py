@@ -80,8 +80,9 @@ def facts(hf: Any, base: dict[str, Any]) -> dict[str, Any]:
             "group_topk": hf.topk_group if groups > 1 else None}
 
 
-def config_kwargs(f: dict[str, Any], *, ep: int, etp: int) -> dict[str, Any]:
-    """MLATransformerConfig fields of DeepSeek-V3 beyond the dense ones."""
+def config_kwargs(f: dict[str, Any], *, tp: int, ep: int, etp: int) -> dict[str, Any]:
+    """MLATransformerConfig fields of DeepSeek-V3 beyond the dense ones. Sequence parallelism
+    at tp > 1: megatron-core trains MoE layers under tensor parallelism only with it."""
     rope = f["rope_scaling"]
     yarn = f["rope_type"] == "yarn"
     out = {"multi_latent_attention": True, "qk_layernorm": True, "q_lora_rank": f["q_lora"],
@@ -102,7 +103,7 @@ def config_kwargs(f: dict[str, Any], *, ep: int, etp: int) -> dict[str, Any]:
            "moe_expert_capacity_factor": None, "moe_token_dispatcher_type": "alltoall",
            "moe_grouped_gemm": False, "moe_permute_fusion": False, "moe_router_fusion": False,
            "moe_shared_expert_overlap": False, "expert_model_parallel_size": ep,
-           "expert_tensor_parallel_size": etp}
+           "expert_tensor_parallel_size": etp, "sequence_parallel": tp > 1}
     if f["shared_ffn"]:
         out["moe_shared_expert_intermediate_size"] = f["shared_ffn"]
     if yarn:
@@ -202,18 +203,52 @@ def _moe_to_hf(f: dict[str, Any], full: dict[str, torch.Tensor], m: str, tp: int
 
 def block_spec(config: Any):
     """megatron-core's local (non-TransformerEngine) decoder block spec for this config: dense
-    first layers, MoE layers (``moe_layer_freq``), MLA attention whose core attention is
-    ``core_attention_class()`` (megatron-core 0.16.1's local ``DotProductAttention`` does not take
-    the ``k_channels`` / ``v_channels`` that MLA passes it; only TransformerEngine's does)."""
+    first layers, MoE layers (``moe_layer_freq``), MLA attention with three replacements:
+
+    - core attention ``core_attention_class()`` (megatron-core 0.16.1's local
+      ``DotProductAttention`` does not take the ``k_channels`` / ``v_channels`` that MLA passes
+      it; only TransformerEngine's does);
+    - q / kv down projections replicated on every tp rank (megatron's plain ``Linear``, what
+      TransformerEngine's "duplicated" mode does) instead of column-parallel: with the
+      column-parallel ones megatron-core 0.16.1 does not sum the rope key's gradient over the
+      tp ranks (each holds only its heads' share), so gradients are wrong at tp > 1;
+    - norms ``norm_class()``, which run under sequence parallelism.
+    """
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
+    from megatron.core.transformer import multi_latent_attention
 
     without_transformer_engine()
     spec = get_gpt_decoder_block_spec(config, use_transformer_engine=False,
                                       normalization="RMSNorm")
-    core = core_attention_class()
+    core, norm = core_attention_class(), norm_class()
+    replicated = multi_latent_attention.Linear
+    if replicated is None:
+        from r1zero.host.errors import BackendUnavailable
+
+        raise BackendUnavailable("megatron", "megatron-core's MLA has no replicated Linear here "
+                                 "(megatron.core.post_training.modelopt.layers not importable)")
     for layer in spec.layer_specs:
-        layer.submodules.self_attention.submodules.core_attention = core
+        attention = layer.submodules.self_attention.submodules
+        attention.core_attention = core
+        attention.linear_q_down_proj = attention.linear_kv_down_proj = replicated
+        attention.q_layernorm = attention.kv_layernorm = norm
+        layer.submodules.input_layernorm = layer.submodules.pre_mlp_layernorm = norm
+    spec.layer_norm = norm
     return spec
+
+
+def norm_class() -> type:
+    """torch's RMSNorm as a megatron norm that also runs under sequence parallelism (megatron's
+    torch-norm wrapper refuses it; its own fused norms need Apex or TransformerEngine): each
+    tp rank normalises its slice of the sequence, and the weight is marked
+    ``sequence_parallel`` so megatron all-reduces its gradient over the tp ranks."""
+
+    class RMSNorm(torch.nn.RMSNorm):
+        def __init__(self, config: Any, hidden_size: int, eps: float = 1e-5, **_: Any):
+            super().__init__(hidden_size, eps=eps)
+            self.weight.sequence_parallel = config.sequence_parallel
+
+    return RMSNorm
 
 
 def core_attention_class() -> type:
@@ -250,3 +285,20 @@ def without_transformer_engine() -> None:
     multi_latent_attention.HAVE_TE = False
     if not hasattr(moe_utils, "te_general_gemm"):
         moe_utils.te_general_gemm = None
+
+
+def checkpoint_tensors(name: str, tensor: torch.Tensor,
+                       moe_ffn: int) -> Iterator[tuple[str, torch.Tensor]]:
+    """An exported tensor under DeepSeek-V3's checkpoint names: the fused expert tensors of
+    transformers 5 become ``mlp.experts.{e}.gate_proj / up_proj / down_proj.weight`` (the layout
+    of the published checkpoints, which transformers 5 also loads); others pass as they are."""
+    if name.endswith("mlp.experts.gate_up_proj"):
+        base = name[:-len("gate_up_proj")]
+        for e, t in enumerate(tensor):
+            yield base + f"{e}.gate_proj.weight", t[:moe_ffn]
+            yield base + f"{e}.up_proj.weight", t[moe_ffn:]
+    elif name.endswith("mlp.experts.down_proj"):
+        base = name[:-len("down_proj")]
+        yield from ((base + f"{e}.down_proj.weight", t) for e, t in enumerate(tensor))
+    else:
+        yield name, tensor

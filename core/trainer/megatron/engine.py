@@ -142,7 +142,8 @@ class MegatronTrainEngine:
         from megatron.core import parallel_state as ps
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
-        packed = pack(batches, self.pad_id, self.cfg.actor.micro_batch_size, self.device)
+        packed = pack(batches, self.pad_id, self.cfg.actor.micro_batch_size, self.device,
+                      self.tp if self.model.config.sequence_parallel else 1)
         target = model if model is not None else self.ddp
         scale = len(packed) * ps.get_data_parallel_world_size()
         out: list[dict[str, Any]] = []
@@ -306,12 +307,14 @@ def load_shard(gpt: torch.nn.Module, full: dict[str, torch.Tensor], offset: int)
             if dims:
                 split[name] = dims[0]
                 src = src.chunk(tp, dim=dims[0])[tp_rank]
-                # megatron marks some slices only when it initialises weights itself;
-                # grad-norm and clipping read the marks to count each slice once
-                if not getattr(param, "tensor_model_parallel", False):
-                    for attr, value in (("tensor_model_parallel", True),
-                                        ("partition_dim", dims[0]), ("partition_stride", 1)):
-                        setattr(param, attr, value)
+            # megatron marks tensor-parallel weights only when it initialises them itself;
+            # grad-norm and clipping read the marks to count each slice once. Routed experts
+            # are never copies across tp ranks (whole experts per rank with moe_tp_extend_ep).
+            if (dims or expert) and not getattr(param, "tensor_model_parallel", False):
+                dim = dims[0] if dims else int("linear_fc2" in name)
+                for attr, value in (("tensor_model_parallel", True), ("partition_dim", dim),
+                                    ("partition_stride", 1)):
+                    setattr(param, attr, value)
             param.copy_(src.to(param.dtype))
     return split
 
@@ -357,13 +360,16 @@ def _wrap_ddp_and_optimizer(gpt: torch.nn.Module, cfg: Any):
     return ddp, optimizer
 
 
-def pack(batches: Sequence[Any], pad_id: int, rows: int, device: torch.device) -> list[dict]:
-    """Micro-batches padded to one shape (``rows`` x common width) for the pipeline's fixed
+def pack(batches: Sequence[Any], pad_id: int, rows: int, device: torch.device,
+         multiple: int = 1) -> list[dict]:
+    """Micro-batches padded to one shape (``rows`` x common width, a multiple of ``multiple``:
+    sequence parallelism splits the width over the tp ranks) for the pipeline's fixed
     p2p shapes: extra prompt columns on the left and response columns on the right are masked,
     extra rows are all padding. Attention mask: True where a query may not see a key."""
     rows = max(rows, max(b.input_ids.shape[0] for b in batches))
     p = max(b.prompt_width for b in batches)
     r = max(b.response_ids.shape[1] for b in batches)
+    r += -(p + r) % multiple
     out = []
     for b in batches:
         n, pw, rw = b.input_ids.shape[0], b.prompt_width, b.response_ids.shape[1]

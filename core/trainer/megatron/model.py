@@ -83,10 +83,10 @@ def transformer_config(f: dict[str, Any], *, tp: int, pp: int, dtype: torch.dtyp
     if f.get("mla"):
         from r1zero.trainer.megatron import deepseek
 
-        extra.update(deepseek.config_kwargs(f, ep=ep, etp=tp if etp is None else etp))
+        extra.update(deepseek.config_kwargs(f, tp=tp, ep=ep, etp=tp if etp is None else etp))
         make = MLATransformerConfig
     else:
-        extra["kv_channels"] = f["head_dim"]
+        extra.update(kv_channels=f["head_dim"], sequence_parallel=False)
     return make(
         num_layers=f["layers"], hidden_size=f["hidden"], num_attention_heads=f["heads"],
         num_query_groups=f["kv_heads"], ffn_hidden_size=f["ffn"],
@@ -97,7 +97,7 @@ def transformer_config(f: dict[str, Any], *, tp: int, pp: int, dtype: torch.dtyp
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu_initialization=True,
         perform_initialization=False, bias_activation_fusion=False, masked_softmax_fusion=False,
         persist_layer_norm=False, gradient_accumulation_fusion=False, apply_rope_fusion=False,
-        bias_dropout_fusion=False, sequence_parallel=False, **extra)
+        bias_dropout_fusion=False, **extra)
 
 
 def pipeline_split(num_layer_list: list[int] | None) -> dict[str, Any]:

@@ -29,9 +29,8 @@ def expert_sizes(tp: int, ep: int, moe_tp_extend_ep: bool) -> tuple[int, int]:
     return (ep * tp, 1) if moe_tp_extend_ep else (ep, tp)
 
 
-def check_layout(actor: Any, facts: dict[str, Any], world: int, training: bool = True) -> None:
-    """Refuse, by key, expert settings the model cannot take (``training``: settings
-    megatron-core cannot train, though it can load and export them)."""
+def check_layout(actor: Any, facts: dict[str, Any], world: int) -> None:
+    """Refuse, by key, expert settings the model cannot take."""
     from r1zero.config import layout as L
 
     ep, tp, pp = actor.expert_parallel, actor.tensor_parallel, actor.pipeline_parallel
@@ -43,11 +42,6 @@ def check_layout(actor: Any, facts: dict[str, Any], world: int, training: bool =
                 raise ConfigError(f"{value!r} asks for expert parallelism, but the model has no "
                                   f"routed experts (a dense model)", key=key)
         return
-    if training and tp > 1:
-        raise ConfigError(f"{tp}: megatron-core 0.16.1 trains MoE layers at tensor_parallel > 1 "
-                          f"only with sequence parallelism, which this engine does not enable "
-                          f"yet; use actor.expert_parallel (and data parallelism) for this "
-                          f"model", key="actor.tensor_parallel")
     ranks = L.actor_expert_ranks(world // (tp * pp), tp, ep, actor.moe_tp_extend_ep)
     L.experts_per_rank(facts["experts"], ranks, "actor")
 
