@@ -5,7 +5,9 @@
     mcore/       megatron-core ``dist_checkpointing`` (torch_dist format): the sharded weights
                  and the optimizer state (fp32 master weights, Adam moments) with their global
                  offsets, so a run at another tp x pp x dp layout loads it resharded
-    engine.pt    ``{"engine": "megatron", "updates": n}`` (plain numbers)
+    engine.pt    ``{"engine": "megatron", "updates": n, "optimizers": k, "layout": "tp .."}``
+                 (plain numbers and strings; k, the optimizers megatron chains, must match
+                 at resume: routed experts get their own only when expert_parallel > 1)
 
 Every rank calls ``save`` / ``load`` (collectives); global rank 0 writes ``model/`` and
 ``engine.pt``. megatron's loader unpickles the torch_dist ``.metadata`` file, so ``check``
@@ -44,7 +46,9 @@ def save(engine: Any, out: Path) -> None:
         config.save_pretrained(out / "model")
         dtype = engine.compute_dtype
         _save_hf(config, {k: v.to(dtype) for k, v in weights.items()}, out / "model", dtype)
-        torch.save({"engine": "megatron", "updates": engine.updates}, out / ENGINE_FILE)
+        torch.save({"engine": "megatron", "updates": engine.updates,
+                    "optimizers": optimizer_count(engine), "layout": layout(engine)},
+                   out / ENGINE_FILE)
         (out / MCORE).mkdir(parents=True, exist_ok=True)
     torch.distributed.barrier()
     dist_checkpointing.save(engine.sharded_state(loading=False), str(out / MCORE))
@@ -62,10 +66,29 @@ def load(engine: Any, src: Path) -> None:
                               "checkpoints of the torch and fsdp engines load into those "
                               "engines", path=str(src))
     updates = check(src)
+    saved = _load_plain(src / ENGINE_FILE)
+    if saved.get("optimizers", optimizer_count(engine)) != optimizer_count(engine):
+        raise CheckpointError(
+            f"its optimizer state was saved at {saved.get('layout')} as "
+            f"{saved['optimizers']} optimizer(s), and this run at {layout(engine)} has "
+            f"{optimizer_count(engine)}: megatron keeps routed experts in an optimizer of their "
+            f"own only when expert_parallel > 1, and does not reshard between the two; resume "
+            f"with expert_parallel on the same side of 1", path=str(src))
     state = dist_checkpointing.load(engine.sharded_state(loading=True), str(src / MCORE))
     engine.model.load_state_dict(state["model"])
     engine.optimizer.load_state_dict(state["optimizer"])
     engine.updates = updates
+
+
+def optimizer_count(engine: Any) -> int:
+    """How many optimizers megatron chains for this layout (dense, and experts when ep > 1)."""
+    return len(getattr(engine.optimizer, "chained_optimizers", [engine.optimizer]))
+
+
+def layout(engine: Any) -> str:
+    a = engine.cfg.actor
+    return (f"tp {a.tensor_parallel} x pp {a.pipeline_parallel} x ep {a.expert_parallel}"
+            + (" (moe_tp_extend_ep)" if a.moe_tp_extend_ep else ""))
 
 
 def check(src: Path) -> int:
