@@ -102,10 +102,11 @@ def test_megatron_train_deepseek_ep2_equals_one_rank(deepseek_setup, tmp_path, o
 def test_megatron_train_deepseek_pp2_killed_mid_step_resumes_equal_to_one_rank(
         deepseek_setup, tmp_path, one_rank):
     """SIGKILL of the driver, Ray and both pipeline stages (1 dense layer | 2 MoE layers, full
-    recompute) inside step 3, then ``--resume`` on one rank (the checkpoint of 2 stages loads
+    recompute, micro-batches of at most 160 padded tokens, each of its own shape) inside step 3, then ``--resume`` on one rank (the checkpoint of 2 stages loads
     resharded): the steps before and after equal the uninterrupted 1-rank run's."""
     cfg = write(deepseek_setup, tmp_path / "run", ranks=2, pipeline_parallel=2,
-                num_layer_list=[1, 2], recompute="full")
+                num_layer_list=[1, 2], recompute="full", use_dynamic_bsz=True,
+                max_packing_token_size=160)
     metrics = tmp_path / "run" / "logs" / "metrics.jsonl"
     proc = subprocess.Popen(_cmd(cfg), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -79,7 +79,8 @@ def init_parallel(tp: int, pp: int, seed: int, ep: int = 1,
 class MegatronTrainEngine:
     name = "megatron"
     # recipe keys this engine acts on (r1zero.config.engine_keys); the rest are refused
-    implements = frozenset({"actor.distributed_optimizer", "actor.recompute"})
+    implements = frozenset({"actor.distributed_optimizer", "actor.recompute",
+                            "actor.use_dynamic_bsz", "actor.max_packing_token_size"})
     reduces_grads = True         # megatron DDP leaves the data-parallel gradient
     schedules_micro_batches = True   # the trainer hands it a mini-batch's micro-batches at once
     weights_in_place = False     # the sampler takes ``full_weights()``
@@ -121,6 +122,9 @@ class MegatronTrainEngine:
                                       num_layer_list=self.cfg.actor.num_layer_list,
                                       recompute=self.cfg.actor.recompute,
                                       ep=self.ep, etp=self.etp)
+        # micro-batches of the token budget (actor.use_dynamic_bsz) differ in shape: the
+        # pipeline then sends each one's shape ahead of it
+        config.variable_seq_lengths = self.cfg.actor.use_dynamic_bsz and self.pp > 1
         gpt = M.build_gpt(self.facts, config, tp=self.tp)
         self.split_dims = load_shard(gpt, full, self.layer_offset())
         return gpt.to(self.device)
@@ -142,8 +146,10 @@ class MegatronTrainEngine:
         from megatron.core import parallel_state as ps
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
+        config = self.model.config
         packed = pack(batches, self.pad_id, self.cfg.actor.micro_batch_size, self.device,
-                      self.tp if self.model.config.sequence_parallel else 1)
+                      self.tp if config.sequence_parallel else 1,
+                      common=self.pp > 1 and not config.variable_seq_lengths)
         target = model if model is not None else self.ddp
         scale = len(packed) * ps.get_data_parallel_world_size()
         out: list[dict[str, Any]] = []
@@ -361,21 +367,23 @@ def _wrap_ddp_and_optimizer(gpt: torch.nn.Module, cfg: Any):
 
 
 def pack(batches: Sequence[Any], pad_id: int, rows: int, device: torch.device,
-         multiple: int = 1) -> list[dict]:
-    """Micro-batches padded to one shape (``rows`` x common width, a multiple of ``multiple``:
-    sequence parallelism splits the width over the tp ranks) for the pipeline's fixed
-    p2p shapes: extra prompt columns on the left and response columns on the right are masked,
-    extra rows are all padding. Attention mask: True where a query may not see a key."""
-    rows = max(rows, max(b.input_ids.shape[0] for b in batches))
-    p = max(b.prompt_width for b in batches)
-    r = max(b.response_ids.shape[1] for b in batches)
-    r += -(p + r) % multiple
+         multiple: int = 1, common: bool = True) -> list[dict]:
+    """Micro-batches padded for megatron's schedule. ``common``: all to one shape (``rows`` x
+    common width), which the pipeline's fixed p2p shapes need; otherwise each keeps its own
+    rows and width (one stage, or ``variable_seq_lengths`` under ``actor.use_dynamic_bsz``).
+    Widths are a multiple of ``multiple`` (sequence parallelism splits them over the tp ranks).
+    Extra prompt columns on the left and response columns on the right are masked, extra rows
+    are all padding. Attention mask: True where a query may not see a key."""
+    shape = (max(rows, max(b.input_ids.shape[0] for b in batches)),
+             max(b.prompt_width for b in batches), max(b.response_ids.shape[1] for b in batches))
     out = []
     for b in batches:
         n, pw, rw = b.input_ids.shape[0], b.prompt_width, b.response_ids.shape[1]
-        ids = torch.full((rows, p + r), pad_id, dtype=torch.long)
-        valid = torch.zeros((rows, p + r), dtype=torch.bool)
-        pos = torch.zeros((rows, p + r), dtype=torch.long)
+        m, p, r = shape if common else (n, pw, rw)
+        r += -(p + r) % multiple
+        ids = torch.full((m, p + r), pad_id, dtype=torch.long)
+        valid = torch.zeros((m, p + r), dtype=torch.bool)
+        pos = torch.zeros((m, p + r), dtype=torch.long)
         ids[:n, p - pw:p + rw] = b.input_ids.cpu()
         valid[:n, p - pw:p + rw] = b.attention_mask.cpu().bool()
         pos[:n, p - pw:p + rw] = b.position_ids.cpu()
