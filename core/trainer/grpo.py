@@ -24,20 +24,20 @@ from r1zero.evaluate.command import write_recipe
 from r1zero.host.errors import CheckpointError
 from r1zero.scoring.pool import ScoringPool
 from r1zero.trainer import checkpoint, guards, preflight
-from r1zero.trainer.batching import check_dynamic_bsz, split_to, token_budget_chunks
+from r1zero.trainer.batching import check_dynamic_bsz
 from r1zero.trainer.data_order import PromptOrder
-from r1zero.trainer.engine import SeqBatch
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
 from r1zero.trainer.pipeline import Resolved, from_config, prepare, stop_sequences
 from r1zero.trainer.progress import progress
 from r1zero.trainer.prompts import Dataset, load_dataset, output_dir
 from r1zero.trainer.samples import Samples
+from r1zero.trainer.update import PolicyUpdate
 from r1zero.trainer.validate import Validation
 
 log = logging.getLogger("r1zero.train")
 
 
-class GRPOTrainer:
+class GRPOTrainer(PolicyUpdate):
     def __init__(self, run: Resolved, *, data: Dataset | None = None, resume: bool = False,
                  dist: Any = None):
         """``run``: the resolved recipe (``pipeline.resolve``). ``data``: the prepared dataset;
@@ -207,126 +207,6 @@ class GRPOTrainer:
         kept = kept.keep(range(min(want, len(kept.rows))))
         return kept, {"algorithm/resample_rounds": rounds, "algorithm/groups_kept": len(kept.rows)}
 
-    # -- update ------------------------------------------------------------------------
-    def _micro_batches(self, order: list[int], seqs: list) -> list[list[int]]:
-        """Chunks of ``micro_batch_size`` sequences (or within ``max_packing_token_size`` padded
-        tokens under ``use_dynamic_bsz``), sorted by (prompt length, prompt, response length):
-        a prompt's samples stay together, so its prompt runs once per chunk
-        (``engine.response_logits``), and padding stays small. Ranks of a sharded engine get
-        the same number of chunks (its forwards are collectives)."""
-        by_len = sorted(order, key=lambda i: (len(seqs[i][0]), seqs[i][0], len(seqs[i][1])))
-        a = self.cfg.actor
-        if a.use_dynamic_bsz:
-            lengths = {i: (len(seqs[i][0]), len(seqs[i][1])) for i in by_len}
-            chunks = token_budget_chunks(by_len, lengths, a.max_packing_token_size)
-        else:
-            mbs = a.micro_batch_size
-            chunks = [by_len[i:i + mbs] for i in range(0, len(by_len), mbs)]
-        if self.dist is not None and self.engine.reduces_grads:
-            chunks = split_to(chunks, self.dist.max_int(len(chunks)))
-        return chunks
-
-    def _batch(self, idx: list[int], seqs: list) -> SeqBatch:
-        return SeqBatch([seqs[i][0] for i in idx], [seqs[i][1] for i in idx],
-                        self.engine.pad_id, self.engine.device)
-
-    @torch.no_grad()
-    def _logprobs_of(self, model, micro: list[list[int]], seqs: list) -> dict[int, torch.Tensor]:
-        """Sequence index -> its response log-probs under ``model`` (the actor or the
-        reference). An engine that schedules micro-batches itself (megatron's pipeline) has
-        them on its last pipeline stage only, where the loss is computed."""
-        out: dict[int, torch.Tensor] = {}
-        eng, temperature = self.engine, self.cfg.rollout.temperature
-        if getattr(eng, "schedules_micro_batches", False):
-            got = eng.logprobs_of([self._batch(idx, seqs) for idx in micro], temperature,
-                                  reference=model is eng.ref)
-            per_micro = zip(micro, got or [])
-        else:
-            per_micro = ((idx, eng.logprobs(model, self._batch(idx, seqs), temperature)[0])
-                         for idx in micro)
-        for idx, logp in per_micro:
-            for row, i in enumerate(idx):
-                out[i] = logp[row, :len(seqs[i][1])]
-        return out
-
-    def update(self, seqs: list, advantages: torch.Tensor) -> dict[str, float]:
-        """PPO-style updates on (prompt_ids, response_ids) pairs with per-sequence advantages."""
-        cfg, eng = self.cfg, self.engine
-        a = cfg.actor
-        n_seq = len(seqs)
-        mini = (a.mini_batch_size or a.global_batch_size) * cfg.rollout.n_samples_per_prompt
-        if self.dist is not None:       # this rank's piece of each mini-batch (dist.shard_prompts)
-            mini //= self.dist.dp_world
-        everything = self._micro_batches(list(range(n_seq)), seqs)
-        logp_ref: dict[int, torch.Tensor] = {}
-        if eng.ref is not None:
-            with self._timer("reference"):
-                logp_ref = self._logprobs_of(eng.ref, everything, seqs)
-        on_policy = a.ppo_epochs == 1 and mini >= n_seq
-        logp_old = {} if on_policy else self._logprobs_of(eng.model, everything, seqs)
-        sums: dict[str, float] = {}
-        n_updates = 0
-        rng = random.Random(a.seed * 7919 + self.step)
-        with self._timer("update"):
-            for _ in range(a.ppo_epochs):
-                order = list(range(n_seq))
-                if a.shuffle_mini_batch:
-                    rng.shuffle(order)
-                for start in range(0, n_seq, mini):
-                    part = self._micro_batches(order[start:start + mini], seqs)
-                    stats = self._optimizer_step(part, seqs, advantages, logp_ref, logp_old)
-                    for k, v in stats.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    n_updates += 1
-        return {k: v / max(1, n_updates) for k, v in sums.items()}
-
-    def _optimizer_step(self, micro: list[list[int]], seqs: list, advantages: torch.Tensor,
-                        logp_ref: dict, logp_old: dict) -> dict[str, float]:
-        """One optimizer step over ``micro`` (the micro-batches of a mini-batch): the
-        algorithm's objective on each micro-batch, weighted by its share of the mini-batch
-        (tokens for ``token-mean``, sequences otherwise), so the summed loss and gradient are
-        those of the objective on the whole mini-batch at once."""
-        cfg, eng = self.cfg, self.engine
-        token_mean = self.algorithm.loss_agg == "token-mean"
-        total = sum(len(seqs[i][1]) for idx in micro for i in idx) if token_mean else \
-            sum(len(idx) for idx in micro)
-        if self.dist is not None:       # shares of the global mini-batch, not of this rank's piece
-            total = self.dist.sum_int(total)
-        total = max(1, total)
-        eng.optimizer.zero_grad(set_to_none=True)
-
-        def loss_fn(k: int, logp: torch.Tensor, ent: torch.Tensor, batch: SeqBatch):
-            """Micro-batch ``k``'s objective, weighted by its share of the mini-batch."""
-            idx, mask = micro[k], batch.response_mask
-            old = _stack(logp_old, idx, logp) if logp_old else logp.detach()
-            ref = _stack(logp_ref, idx, logp) if logp_ref else None
-            out = self.algorithm.loss(logp, old, advantages[idx].to(logp.device), mask, ref, ent)
-            share = (mask.sum().item() if token_mean else len(idx)) / total
-            return out["loss"] * share, {name: float(v.detach()) * share for name, v in out.items()}
-
-        batches = [self._batch(idx, seqs) for idx in micro]
-        if getattr(eng, "schedules_micro_batches", False):   # megatron: its own 1F1B schedule
-            stats = eng.train_micro_batches(batches, cfg.rollout.temperature,
-                                            lambda k, lp, h: loss_fn(k, lp, h, batches[k]))
-        else:
-            stats = {}
-            for k, batch in enumerate(batches):
-                logp, ent = eng.logprobs(eng.model, batch, cfg.rollout.temperature,
-                                         with_entropy=True)
-                loss, part = loss_fn(k, logp, ent, batch)
-                eng.backward(loss)
-                for key, v in part.items():
-                    stats[key] = stats.get(key, 0.0) + v
-        if self.dist is not None:       # the single-process gradient on every rank, then clip
-            if not eng.reduces_grads:
-                self.dist.all_reduce_grads(eng.model.parameters())
-            stats = self.dist.sum_stats(stats)
-        stats["lr"] = eng.optimizer.param_groups[0]["lr"]
-        stats["grad_norm"] = eng.step(cfg.actor.clip_grad, check=lambda norm: guards.check_step(
-            self.step, {**stats, "grad_norm": norm}))
-        guards.check_weights(eng.model, f"step {self.step}")
-        return stats
-
     # -- metrics, checkpoints --------------------------------------------------------
     def _metrics(self, samples: Samples, update: dict, step_s: float) -> dict[str, Any]:
         """The step's metrics, over the batch as drawn (before any dynamic-sampling filter)."""
@@ -404,13 +284,6 @@ class GRPOTrainer:
         self.scoring.close()
         if self.lock is not None:
             self.lock.release()
-
-
-def _stack(store: dict[int, torch.Tensor], idx: list[int], like: torch.Tensor) -> torch.Tensor:
-    out = torch.zeros_like(like)
-    for row, i in enumerate(idx):
-        out[row, :store[i].shape[0]] = store[i]
-    return out
 
 
 def prompt_seed(seed: int, step: int, prompt: Any) -> int:
