@@ -7,19 +7,23 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="session")
-def tiny_llm(tmp_path_factory):
-    """A seeded random 4-layer Qwen2 (hidden 64, 4 heads, 2 kv heads, vocab 96, tied)."""
+def save_tiny_llm(out, layers: int = 4, tied: bool = True, seed: int = 0):
+    """A seeded random Qwen2 (hidden 64, 4 heads, 2 kv heads, vocab 96) saved to ``out``."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      tie_word_embeddings=True)
-    out = tmp_path_factory.mktemp("tiny_llm")
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=96, hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=64, tie_word_embeddings=tied)
     Qwen2ForCausalLM(cfg).save_pretrained(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory):
+    """The 4-layer tiny Qwen2 with tied embeddings."""
+    return save_tiny_llm(tmp_path_factory.mktemp("tiny_llm"))
 
 
 def save_tiny_deepseek(out, yarn: bool = False, tokenizer=None):

@@ -134,16 +134,10 @@ def test_megatron_convert_round_trips_across_layouts(tiny_llm, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_llm5(tmp_path_factory):
-    """A 5-layer version of ``tiny_llm``: room for pipeline stages of 1, 1, 2 and 1 layers."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    """A 5-layer tiny Qwen2, untied: room for pipeline stages of 1, 1, 2 and 1 layers."""
+    from tests.megatron.conftest import save_tiny_llm
 
-    torch.manual_seed(1)
-    cfg = Qwen2Config(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=5,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      tie_word_embeddings=False)
-    out = tmp_path_factory.mktemp("tiny_llm5")
-    Qwen2ForCausalLM(cfg).save_pretrained(str(out))
-    return out
+    return save_tiny_llm(tmp_path_factory.mktemp("tiny_llm5"), layers=5, tied=False, seed=1)
 
 
 def test_megatron_pp4_uneven_middle_stages_equal_unsharded(tiny_llm5, tmp_path):

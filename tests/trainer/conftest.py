@@ -48,3 +48,22 @@ def recipe(setup: dict, run_dir, **sections) -> dict:
 def write_recipe(path, cfg: dict):
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def kill_inside_step(proc, metrics, logged: int = 2, timeout_s: float = 400) -> int:
+    """SIGKILL ``proc``'s process group (driver, Ray, ranks) as soon as ``metrics`` holds
+    ``logged`` steps, i.e. inside the next step; returns the steps logged by then."""
+    import os
+    import signal
+    import time
+
+    from r1zero.trainer.metrics import read_metrics
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= logged:
+            break
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    return len(read_metrics(metrics))

@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from r1zero.trainer.metrics import read_metrics
-from tests.trainer.conftest import recipe, write_recipe
+from tests.trainer.conftest import kill_inside_step, recipe, write_recipe
 
 pytest.importorskip("ray")
 STEPS = 5
@@ -52,14 +50,7 @@ def test_sharded_two_rank_run_killed_mid_step_resumes_losing_nothing(tiny_setup,
     cfg = write_recipe(tmp_path / "killed.yaml", two)
     proc = _train(cfg)
     metrics = run / "logs" / "metrics.jsonl"
-    deadline = time.time() + 400
-    while time.time() < deadline and proc.poll() is None:   # step 2 logged: kill inside step 3
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    killed_at = len(read_metrics(metrics))
+    killed_at = kill_inside_step(proc, metrics)     # step 2 logged: kill inside step 3
     assert 2 <= killed_at < STEPS, (killed_at, proc.stdout.read())
 
     proc = _train(cfg, "--resume")
