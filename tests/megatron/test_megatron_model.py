@@ -123,3 +123,18 @@ def test_megatron_engine_declares_the_keys_it_acts_on():
                              "actor.use_remove_padding=true"])
     assert unimplemented(cfg, MegatronTrainEngine, TRAIN_ENGINE_KEYS) == [
         "actor.use_remove_padding: True is not implemented by engine 'megatron'"]
+
+
+def test_megatron_pack_pads_the_width_to_a_multiple():
+    # sequence parallelism splits the width over tp ranks: extra response columns on the right
+    from r1zero.trainer.engine import SeqBatch
+    from r1zero.trainer.megatron.engine import pack
+
+    batch = SeqBatch([[5, 6, 7], [8, 9]], [[10, 11], [12]], 0, torch.device("cpu"))
+    plain, = pack([batch], 0, 2, torch.device("cpu"))
+    even, = pack([batch], 0, 2, torch.device("cpu"), multiple=4)
+    assert plain["input_ids"].shape[1] == 5 and even["input_ids"].shape[1] == 8
+    assert torch.equal(even["input_ids"][:, :5], plain["input_ids"])
+    assert not even["input_ids"][:, 5:].any()
+    assert even["attention_mask"][:, :, :5, 5:].all()          # no real query sees the padding
+    assert (even["prompt_width"], even["response_width"]) == (3, 2)

@@ -4,8 +4,11 @@ Built on the megatron-core APIs that the older releases MindSpeed pins also have
 ``parallel_state.initialize_model_parallel``, ``GPTModel``, ``DistributedDataParallel``,
 ``get_megatron_optimizer`` and ``get_forward_backward_func``.
 
-- ``parallel_state`` comes from the recipe's actor layout (tensor_parallel, pipeline_parallel);
-  the data-parallel size is what remains of the world.
+- ``parallel_state`` comes from the recipe's actor layout (tensor_parallel, pipeline_parallel,
+  expert_parallel and moe_tp_extend_ep for MoE models: ``moe``); the data-parallel size is what
+  remains of the world.
+- DeepSeek-V3 (``deepseek``): MLA + MoE; no aux loss, dropless routing, and the router's
+  ``e_score_correction_bias`` is not updated (frozen at its loaded value).
 - Megatron DDP reduces fp32 gradients; the megatron optimizer (distributed when
   ``actor.distributed_optimizer``) keeps fp32 master weights and Adam state.
 - ``forward_backward(batches, loss_fn)`` runs megatron's schedule (1F1B when pp > 1) over
