@@ -15,12 +15,15 @@ the inputs that make such calls (huge factorials, binomials, powers) before any 
 The timers are ``ITIMER_PROF`` / SIGPROF and ``ITIMER_REAL`` / SIGALRM, so the budget acts
 only in the main thread of a process on a platform that has ``setitimer``; elsewhere ``fn``
 runs unbounded (the scoring pool's kill timeout still applies). Timers and handlers set up
-by the caller are restored; a signal that arrives after ``fn`` is done is ignored.
+by the caller are restored; a signal that arrives after ``fn`` is done is ignored. The garbage
+collector is paused during ``fn``: in a process with a large heap (the trainer's own, when it
+scores in-process) one collection pass can cost more than the whole budget.
 Not reentrant: ``fn`` must not call ``call_within`` itself.
 """
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -56,11 +59,15 @@ def call_within(seconds: float, fn: Callable[..., T], *args: Any) -> T:
     for timer, signum, delay, clock in timers:
         handler = signal.signal(signum, _on_signal)
         saved.append((handler, signal.setitimer(timer, delay, REPEAT_S), clock()))
+    collecting = gc.isenabled()
+    gc.disable()        # a collection pass over a big heap (a trainer's) is not fn's cost
     try:
         _ARMED[0] = True
         return fn(*args)
     finally:
         _ARMED[0] = False
+        if collecting:
+            gc.enable()
         for (timer, signum, _, clock), (handler, (delay, interval), start) in zip(timers, saved):
             signal.setitimer(timer, 0)
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

@@ -117,14 +117,13 @@ def test_megatron_grpo_update_at_two_ranks_equals_unsharded(reference, tiny_llm,
 
 
 def test_megatron_convert_round_trips_across_layouts(tiny_llm, tmp_path):
-    # HF -> mcore dist checkpoint at TP 2, then mcore -> HF safetensors at PP 2: every tensor
-    # comes back bit-identical, under the same names
+    # HF -> mcore dist checkpoint at TP 2, then mcore -> HF safetensors at PP 2 (in the same
+    # 2 processes): every tensor comes back bit-identical, under the same names
     from safetensors.torch import load_file
 
-    from tests.megatron.workers import convert
+    from tests.megatron.workers import convert_there_and_back
 
-    spawn(convert, 2, "hf-to-mcore", str(tiny_llm), str(tmp_path / "mc"), ["actor.tensor_parallel=2"])
-    spawn(convert, 2, "mcore-to-hf", str(tmp_path / "mc"), str(tmp_path / "hf"),
+    spawn(convert_there_and_back, 2, str(tiny_llm), str(tmp_path), ["actor.tensor_parallel=2"],
           ["actor.pipeline_parallel=2"])
     src, back = load_file(tiny_llm / "model.safetensors"), load_file(tmp_path / "hf" / "model.safetensors")
     assert sorted(back) == sorted(src)

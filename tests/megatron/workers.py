@@ -151,17 +151,6 @@ def convert_there_and_back(rank: int, world: int, port: int, hf: str, out_dir: s
     torch.distributed.destroy_process_group()
 
 
-def convert(rank: int, world: int, port: int, direction: str, src: str, dst: str,
-            overrides: list) -> None:
-    """``r1zero.trainer.megatron.convert`` in ``direction`` at the layout of ``overrides``."""
-    join(rank, world, port)
-    from r1zero.config.load import load_config
-    from r1zero.trainer.megatron import convert as C
-
-    cfg = load_config(None, ["model.dtype=float32", *overrides])
-    (C.hf_to_mcore if direction == "hf-to-mcore" else C.mcore_to_hf)(cfg, src, dst)
-    torch.distributed.destroy_process_group()
-
 
 def bf16_update(rank: int, world: int, port: int, model: str, out_dir: str) -> None:
     """One update in bfloat16 at lr 1e-6: the bf16 model weights, the optimizer's fp32 master
@@ -210,3 +199,28 @@ def _logits(model: str) -> dict:
     with torch.no_grad():
         return {"hf": hf(ids).logits,
                 "mcore": gpt.eval()(ids, torch.arange(12).expand(2, 12), causal)}
+
+
+def resume_layouts(rank: int, world: int, port: int, model: str, out_dir: str, ckpt: str,
+                   layouts: dict) -> None:
+    """Per layout (name -> overrides), in the same processes: load the engine state ``ckpt``
+    and run one update (``out_dir/name/rank{r}.pt``), or record the ``CheckpointError`` that
+    refused the load (``{"refused": message}``)."""
+    join(rank, world, port)
+    from r1zero.config.load import load_config
+    from r1zero.host.errors import CheckpointError
+    from r1zero.trainer.megatron.engine import MegatronTrainEngine
+
+    for name, overrides in layouts.items():
+        cfg = load_config(None, [f"model.path={model}", "model.dtype=float32",
+                                 "actor.engine=megatron", "actor.micro_batch_size=2",
+                                 "actor.lr=1e-2", "algorithm.kl_coef=0.1", *overrides])
+        eng = MegatronTrainEngine(cfg, _Tok())
+        try:
+            eng.load_state(ckpt)
+            result = _one_update(eng, cfg)
+        except CheckpointError as exc:
+            result = {"refused": str(exc)}
+        (Path(out_dir) / name).mkdir(exist_ok=True)
+        torch.save(result, Path(out_dir) / name / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
