@@ -32,7 +32,7 @@ SECTIONS = dict(
     rollout={"n_samples_per_prompt": 2, "max_response_length": 8},
     actor={"engine": "megatron", "train_iters": STEPS, "lr": 1e-3, "global_batch_size": 4,
            "mini_batch_size": 2, "micro_batch_size": 2, "clip_grad": 1.0},
-    algorithm={"kl_coef": 0.01}, checkpoint={"keep_last": 3})
+    algorithm={"kl_coef": 0.01}, checkpoint={"keep_last": 3, "save_interval": 2})
 
 
 def _cmd(cfg_path: Path, *extra: str) -> list[str]:
@@ -114,7 +114,8 @@ def test_megatron_train_deepseek_pp2_killed_mid_step_resumes_equal_to_one_rank(
     metrics = tmp_path / "run" / "logs" / "metrics.jsonl"
     proc = subprocess.Popen(_cmd(cfg), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    killed_at = kill_inside_step(proc, metrics)
+    killed_at = kill_inside_step(proc, metrics, saved=tmp_path / "run" / "ckpt" / "step_000002"
+                                 / "meta.json")
     assert 2 <= killed_at < STEPS, (killed_at, proc.stdout.read()[-3000:])
     one = write(deepseek_setup, tmp_path / "run")       # the same run directories, 1 rank
     done = subprocess.run(_cmd(one, "--resume"), cwd=ROOT, env=_env(), capture_output=True,

@@ -50,9 +50,11 @@ def write_recipe(path, cfg: dict):
     return path
 
 
-def kill_inside_step(proc, metrics, logged: int = 2, timeout_s: float = 400) -> int:
+def kill_inside_step(proc, metrics, logged: int = 2, timeout_s: float = 400,
+                     saved=None) -> int:
     """SIGKILL ``proc``'s process group (driver, Ray, ranks) as soon as ``metrics`` holds
-    ``logged`` steps, i.e. inside the next step; returns the steps logged by then."""
+    ``logged`` steps (and the file ``saved``, when given, exists), i.e. inside the next step;
+    returns the steps logged by then."""
     import os
     import signal
     import time
@@ -61,7 +63,8 @@ def kill_inside_step(proc, metrics, logged: int = 2, timeout_s: float = 400) -> 
 
     deadline = time.time() + timeout_s
     while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= logged:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= logged \
+                and (saved is None or saved.exists()):
             break
         time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)
