@@ -36,7 +36,25 @@ import torch
 from r1zero.trainer.engine_state import load_engine_state, save_engine_state
 from r1zero.trainer.precision import autocast, clip_and_step, compute_dtype, make_scaler
 
-class TorchTrainEngine:
+class ScaledAdamWEngine:
+    """What the torch and fsdp engines share (each sets ``model``, ``optimizer``,
+    ``scheduler``, ``scaler``): the loss-scaled backward, the clipped optimizer step and the
+    engine-state files of ``trainer.engine_state``."""
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale_loss(loss).backward()
+
+    def step(self, max_norm: float, check: Any = None) -> float:
+        return clip_and_step(self, max_norm, check)
+
+    def save_state(self, out: Path) -> None:
+        save_engine_state(self, out)
+
+    def load_state(self, src: Path) -> None:
+        load_engine_state(self, src)
+
+
+class TorchTrainEngine(ScaledAdamWEngine):
     """The actor on one device: fp32 master weights, autocast to ``model.dtype``. ``name`` and
     ``implements`` declare the optional recipe keys it acts on (``r1zero.config.engine_keys``)."""
 
@@ -68,24 +86,12 @@ class TorchTrainEngine:
             logits = response_logits(model, batch, self.share_prompts)
         return token_logprobs(logits, batch, temperature, with_entropy)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        self.scaler.scale_loss(loss).backward()
-
-    def step(self, max_norm: float, check: Any = None) -> float:
-        return clip_and_step(self, max_norm, check)
-
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name, t in self.model.state_dict().items():
             yield name, t.detach()
 
-    def save_state(self, out: Path) -> None:
-        save_engine_state(self, out)
-
     def rollout_phase(self):
         return offload_for_rollout(self)
-
-    def load_state(self, src: Path) -> None:
-        load_engine_state(self, src)
 
 
 @contextlib.contextmanager

@@ -32,10 +32,10 @@ import torch
 import torch.distributed as tdist
 
 from r1zero.host.errors import ConfigError
-from r1zero.trainer.engine import (load_actor, make_optimizer, offload_for_rollout,
-                                   response_logits, set_recompute, token_logprobs)
-from r1zero.trainer.engine_state import load_engine_state, save_engine_state
-from r1zero.trainer.precision import clip_and_step, compute_dtype, make_scaler
+from r1zero.trainer.engine import (ScaledAdamWEngine, load_actor, make_optimizer,
+                                   offload_for_rollout, response_logits, set_recompute,
+                                   token_logprobs)
+from r1zero.trainer.precision import compute_dtype, make_scaler
 
 TP_ARCHS = ("llama", "qwen2", "qwen3")
 
@@ -125,7 +125,7 @@ def shard(model: torch.nn.Module, mesh, dtype: torch.dtype, sharded: bool = True
     return model
 
 
-class FSDPTrainEngine:
+class FSDPTrainEngine(ScaledAdamWEngine):
     """The actor and reference sharded over the ranks of the current process group."""
 
     name = "fsdp"
@@ -161,12 +161,6 @@ class FSDPTrainEngine:
         logits = response_logits(model, batch, self.share_prompts)
         return token_logprobs(logits, batch, temperature, with_entropy)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        self.scaler.scale_loss(loss).backward()
-
-    def step(self, max_norm: float, check: Any = None) -> float:
-        return clip_and_step(self, max_norm, check)
-
     @torch.no_grad()
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """HF-named full fp32 tensors, gathered one at a time (a collective: every rank iterates)."""
@@ -174,12 +168,6 @@ class FSDPTrainEngine:
             if hasattr(t, "full_tensor"):
                 t = t.full_tensor()
             yield name, t.detach().to(self.device)
-
-    def save_state(self, out) -> None:
-        save_engine_state(self, out)
-
-    def load_state(self, src) -> None:
-        load_engine_state(self, src)
 
     def rollout_phase(self):
         return offload_for_rollout(self, skip=offload_applies(self.cfg, self.device.type))
