@@ -65,8 +65,7 @@ def load(engine: Any, src: Path) -> None:
         raise CheckpointError("not a megatron engine checkpoint (no mcore/ directory); "
                               "checkpoints of the torch and fsdp engines load into those "
                               "engines", path=str(src))
-    updates = check(src)
-    saved = _load_plain(src / ENGINE_FILE)
+    saved = check(src)
     if saved.get("optimizers", optimizer_count(engine)) != optimizer_count(engine):
         raise CheckpointError(
             f"its optimizer state was saved at {saved.get('layout')} as "
@@ -77,7 +76,7 @@ def load(engine: Any, src: Path) -> None:
     state = dist_checkpointing.load(engine.sharded_state(loading=True), str(src / MCORE))
     engine.model.load_state_dict(state["model"])
     engine.optimizer.load_state_dict(state["optimizer"])
-    engine.updates = updates
+    engine.updates = saved["updates"]
 
 
 def optimizer_count(engine: Any) -> int:
@@ -91,9 +90,9 @@ def layout(engine: Any) -> str:
             + (" (moe_tp_extend_ep)" if a.moe_tp_extend_ep else ""))
 
 
-def check(src: Path) -> int:
+def check(src: Path) -> dict[str, Any]:
     """Raise ``CheckpointError`` naming the file unless ``src``'s megatron state reads back
-    without unpickling anything but checkpoint metadata; the update count."""
+    without unpickling anything but checkpoint metadata; the contents of ``engine.pt``."""
     from r1zero.host.errors import CheckpointError
     from r1zero.trainer.engine_state import _metadata_unpickler
 
@@ -116,7 +115,7 @@ def check(src: Path) -> int:
     common = src / MCORE / "common.pt"
     if common.exists():
         _load_plain(common)
-    return state["updates"]
+    return state
 
 
 def _load_plain(f: Path) -> Any:
