@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ import torch
 from r1zero.config.load import load_config
 from r1zero.trainer.grpo import GRPOTrainer
 from r1zero.trainer.metrics import read_metrics
-from tests.trainer.conftest import recipe, write_recipe
+from tests.trainer.conftest import kill_inside_step, recipe, write_recipe
 
 
 def _trainer(setup, run_dir, **sections) -> GRPOTrainer:
@@ -86,7 +84,8 @@ def test_run_writes_metrics_tensorboard_plots_and_loadable_checkpoint(tiny_setup
 def _train_cmd(cfg_path, *extra):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "r1zero.cli.main", "train", str(cfg_path), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                            start_new_session=True)   # its own group: scoring workers included
 
 
 def _strip(rec: dict) -> dict:
@@ -107,14 +106,8 @@ def test_sigkill_mid_step_then_resume_matches_uninterrupted_run(tiny_setup, tmp_
     cfg = write_recipe(tmp_path / "killed.yaml", recipe(tiny_setup, run, actor={"train_iters": steps}))
     proc = _train_cmd(cfg)
     metrics = run / "logs" / "metrics.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline:          # wait until step 2 is logged, then kill at once (inside step 3)
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-    killed_at = len(read_metrics(metrics))
+    killed_at = kill_inside_step(proc, metrics, timeout_s=240)   # step 2 logged: inside step 3
+    assert proc.returncode == -signal.SIGKILL
     assert killed_at < steps, "the run finished before it could be killed"
 
     proc = _train_cmd(cfg, "--resume")
