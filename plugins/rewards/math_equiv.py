@@ -20,7 +20,8 @@
    ``parse_expr``) + ``verify`` for the rest, after dropping ``name =`` where
    math-verify would, within a per-sample time budget (``budget.call_within``, default
    ``VERIFY_BUDGET_S``); over budget the answer is wrong. math-verify's own one-second
-   signal timeouts are off. A relation against a set (``-2 \\le x \\le 7`` vs ``x \\in [-2,7]``)
+   signal timeouts are off. A trailing letter is kept a variable, not dropped as a unit,
+   and a parse that lost a side's variables decides nothing (``math_letters``). A relation against a set (``-2 \\le x \\le 7`` vs ``x \\in [-2,7]``)
    that fails is retried with set-relation comparison.
 
 On the 616 labelled responses of ``benchmarks/reward_bench.py`` step 2 decides ~75% of the
@@ -43,6 +44,7 @@ from r1zero.plugins.rewards.math_bounds import (
     MAX_PARSE_CHARS, complexity_reason, explosion_reason,
 )
 from r1zero.plugins.rewards.math_keys import assignment, is_equation_gold, relations
+from r1zero.plugins.rewards.math_letters import keeps_variables, protect_letters
 from r1zero.plugins.rewards.math_normalize import canonical, parse_number, sanitize
 from r1zero.plugins.rewards.math_numeric import constant, evaluated_verdict
 from r1zero.plugins.rewards.math_relations import assignment_list_verdict, equation_verdict
@@ -210,9 +212,11 @@ def reduce_assignments(pred: str, gold: str) -> tuple[str, str]:
 
 def _math_verify_equal(pred: str, gold: str) -> bool:
     pred, gold = reduce_assignments(pred, gold)
+    pred, gold = protect_letters(pred), protect_letters(gold)
     gold_parsed = _parse_gold(gold)
     pred_parsed = parse(for_parser(pred), extraction_config=LATEX_ONLY, parsing_timeout=None)
-    if not gold_parsed or not pred_parsed:
+    if not gold_parsed or not pred_parsed or not keeps_variables(pred, pred_parsed, gold,
+                                                                 gold_parsed):
         return False
     if verify(gold_parsed, pred_parsed, timeout_seconds=None):
         return True

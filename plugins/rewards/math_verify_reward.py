@@ -19,7 +19,8 @@ LaTeX only (MindSpeed-RL also lets it read plain expressions with sympy's ``pars
 which evaluates Python); an answer over a bound of ``math_bounds`` (huge factorials,
 binomials, powers, nesting, length) or that looks like code (``code_like``) is compared as
 a string only; math-verify gets ``verify_budget_s`` seconds per answer (over budget
-counts as wrong) instead of its one-second signal timeouts; MindSpeed-RL's ``"final answer
+counts as wrong) instead of its one-second signal timeouts; a trailing letter is a
+variable, not a unit math-verify may drop (``\\sin t`` is not ``\\sin s``; ``math_letters``); MindSpeed-RL's ``"final answer
 is …"`` phrase extraction, which math-verify ranks above a box, is not used.
 """
 
@@ -38,6 +39,7 @@ from r1zero.plugins.rewards.budget import OverBudget, call_within
 from r1zero.plugins.rewards.math_equiv import (
     LATEX_ONLY, VERIFY_BUDGET_S, for_parser, prepare, prepare_prediction,
 )
+from r1zero.plugins.rewards.math_letters import keeps_variables, protect_letters
 
 
 @lru_cache(maxsize=1024)
@@ -46,9 +48,11 @@ def _parse_gold(text: str) -> list[Any]:
 
 
 def _verify(pred: str, gold: str) -> bool:
+    pred, gold = protect_letters(pred), protect_letters(gold)
     gold_parsed = _parse_gold(gold)
     pred_parsed = parse(for_parser(pred), extraction_config=LATEX_ONLY, parsing_timeout=None)
     return bool(gold_parsed and pred_parsed
+                and keeps_variables(pred, pred_parsed, gold, gold_parsed)
                 and verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
