@@ -23,7 +23,7 @@ import time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from r1zero.trainer.sampler import Sampler
+from r1zero.engines.sampler import Sampler
 
 VOCAB, STOP, PAD = 1000, 999, 0
 

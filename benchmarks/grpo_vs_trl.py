@@ -127,8 +127,8 @@ def _write_trl_prompts(spec: dict) -> None:
     """r1zero's preprocessed prompts, decoded back to text for TRL (ids re-checked in TRL's worker)."""
     from transformers import AutoTokenizer
 
-    from r1zero.trainer.pipeline import from_config, prepare
-    from r1zero.trainer.prompts import load_dataset, output_dir
+    from r1zero.data.pipeline import from_config, prepare
+    from r1zero.data.prompts import load_dataset, output_dir
 
     cfg = r1zero_config(spec)
     prepare(from_config(cfg), force=True)  # a reused --workdir may hold other problems

@@ -64,7 +64,7 @@ def _config(model_dir: Path, engine: str):
 
 def measure(engine, steps: int) -> tuple[int, float]:
     """Peak state bytes of this rank and the median step time (first step excluded)."""
-    from r1zero.trainer.engine import SeqBatch
+    from r1zero.engines.torch_engine import SeqBatch
 
     g = torch.Generator().manual_seed(1)
     seqs = [(torch.randint(1, VOCAB, (PROMPT,), generator=g).tolist(),
@@ -88,7 +88,7 @@ def measure(engine, steps: int) -> tuple[int, float]:
 def _rank(rank: int, world: int, port: int, model_dir: str, steps: int, out: str) -> None:
     import torch.distributed as tdist
 
-    from r1zero.trainer.fsdp_engine import FSDPTrainEngine
+    from r1zero.engines.fsdp import FSDPTrainEngine
 
     torch.set_num_threads(1)
     tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -105,7 +105,7 @@ def _rank(rank: int, world: int, port: int, model_dir: str, steps: int, out: str
 
 
 def one_rank(model_dir: Path, steps: int) -> tuple[int, float]:
-    from r1zero.trainer.engine import TorchTrainEngine
+    from r1zero.engines.torch_engine import TorchTrainEngine
 
     torch.set_num_threads(1)
     return measure(TorchTrainEngine(_config(model_dir, "torch"), _Tok()), steps)

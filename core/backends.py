@@ -1,3 +1,3 @@
-"""Stable import path for plugin authors (docs/plugins.md): re-exports ``r1zero.host.backends``."""
+"""Stable import path for plugin authors (docs/plugins.md): re-exports ``r1zero.engines.backend``."""
 
-from r1zero.host.backends import *  # noqa: F401,F403
+from r1zero.engines.backend import *  # noqa: F401,F403

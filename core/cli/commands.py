@@ -9,7 +9,7 @@ from r1zero.config.load import load_config
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    from r1zero.trainer.pipeline import from_config, prepare
+    from r1zero.data.pipeline import from_config, prepare
 
     cfg = load_config(args.config, args.overrides)
     manifest = prepare(from_config(cfg), force=args.force,
@@ -46,7 +46,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from r1zero.host.errors import R1ZeroError
-    from r1zero.trainer.engine_state import export_hf
+    from r1zero.engines.state import export_hf
 
     src, out = Path(args.checkpoint), Path(args.out)
     if not (src / "model" / "config.json").exists():
@@ -102,7 +102,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_launch(args: argparse.Namespace) -> int:
     """Print (or write) the script every node runs to form the Ray cluster and train, after the
     layout plan passes: a recipe that cannot run is refused before any node starts."""
-    from r1zero.plugins.backends import launch
+    from r1zero.trainer import launch
 
     backend, cfg = _backend_and_config(args)
     backend.validate_layout(cfg)
@@ -127,14 +127,14 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Print the MindSpeed-LLM HF -> mcore command for this recipe's layout (checks FP8 first),
-    or with ``--in-process`` convert here with megatron-core (``trainer.megatron.convert``)."""
+    or with ``--in-process`` convert here with megatron-core (``engines.megatron.convert``)."""
     import shlex
 
-    from r1zero.plugins.backends import convert
+    from r1zero.engines.megatron import ckpt_convert as convert
 
     _, cfg = _backend_and_config(args)
     if getattr(args, "in_process", None):
-        from r1zero.trainer.megatron import convert as in_process
+        from r1zero.engines.megatron import convert as in_process
 
         run = in_process.hf_to_mcore if args.in_process == "hf-to-mcore" else in_process.mcore_to_hf
         run(cfg, args.load_dir, args.save_dir)

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, default=None, help="first N problems only")
     sp.add_argument("--batch-size", type=int, default=32, help="prompts per generate call")
     sp.add_argument("overrides", nargs="*", help="dotted overrides, e.g. template.name=qwen_r1")
-    sp.set_defaults(func=_lazy("r1zero.evaluate.command", "cmd_eval"))
+    sp.set_defaults(func=_lazy("r1zero.cli.eval", "cmd_eval"))
 
     sp = sub.add_parser("launch", help="write the per-node script that forms the Ray cluster and trains")
     sp.add_argument("config")

@@ -230,3 +230,16 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+RECIPE_FILE = "recipe.yaml"
+
+
+def write_recipe(cfg: Any, ckpt_dir: str | Path) -> Path:
+    """Save the resolved recipe beside the checkpoints, for ``r1zero eval`` to find."""
+    root = Path(ckpt_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{RECIPE_FILE}.tmp"
+    tmp.write_text(dump_yaml(cfg), encoding="utf-8")
+    tmp.replace(root / RECIPE_FILE)
+    return root / RECIPE_FILE

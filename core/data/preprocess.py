@@ -100,7 +100,7 @@ def preprocess(input_path: str | Path, handler: DatasetHandler, template: Any,
                force: bool = False) -> Manifest:
     """Preprocess ``input_path`` into ``output_dir``; returns the manifest (``reused=True``
     when an identical earlier output was kept). ``handler`` and ``template`` are plugin
-    objects (``r1zero.trainer.pipeline.resolve`` looks them up)."""
+    objects (``r1zero.data.pipeline.resolve`` looks them up)."""
     start = time.perf_counter()
     if max_prompt_length < 1 or workers < 1:
         raise ConfigError(f"max_prompt_length ({max_prompt_length}) and workers ({workers}) "

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import attrs
 
 from r1zero.host.errors import ConfigError
+from r1zero.host.manager import PluginHost
 
 log = logging.getLogger("r1zero.templates")
 _REPORTED: set[tuple[str, tuple[str, ...]]] = set()     # (file, ignored fields) already logged
@@ -156,3 +157,16 @@ def report_ignored(templates: Sequence[Template], source: str) -> list[str]:
         log.warning("%s: ignoring template field(s) r1zero does not use: %s", source,
                     ", ".join(names))
     return names
+
+
+def get_template(name: str, file: str | None = None, plugin: str | None = None, *,
+                 host: PluginHost) -> Template:
+    """A template by name; entries of ``file`` (templates.json) take precedence."""
+    if file:
+        entries = {t.name: t for t in load_templates_file(file)}
+        if name in entries:
+            return entries[name]
+        if plugin is None and name not in host.names("templates"):
+            raise ConfigError(f"template {name!r} is neither in this file ({', '.join(entries)}) "
+                              f"nor registered ({', '.join(host.names('templates'))})", path=file)
+    return host.get("templates", name, plugin, "template.plugin")

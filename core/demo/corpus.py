@@ -12,16 +12,7 @@ from __future__ import annotations
 import random
 
 from r1zero.demo.arith import DEMO_KINDS, demo_problem, format_answer
-
-DEMO_INSTRUCTION = "Think in <think> </think>, answer in <answer> </answer> with \\boxed{}."
-
-# A template in the entry format of MindSpeed-RL's templates.json; the response starts after "A:".
-DEMO_TEMPLATE = {
-    "name": "r1_demo",
-    "format_prefix": {"slots": [["bos_token"]]},
-    "format_user": {"slots": [DEMO_INSTRUCTION + "\nQ: {{content}}\nA:"]},
-    "stop_words": [],
-}
+from r1zero.demo.template import DEMO_INSTRUCTION, DEMO_TEMPLATE  # noqa: F401 - re-exported
 
 # Share of each continuation style in the corpus; "r1" and "r1_wrong" are the only ones that
 # pass the format rule, "r1_tail" fails it only by text after </answer>.

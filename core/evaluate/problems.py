@@ -10,7 +10,10 @@ from typing import Any
 
 import attrs
 
-from r1zero.trainer.prompts import PromptRow
+from r1zero.data.pipeline import prepare
+from r1zero.data.preprocess import load_preprocessed
+from r1zero.data.prompts import PromptRow, decode_row, output_dir
+from r1zero.data.records import read_records
 
 SOURCE_FIELDS = ("source", "data_source")
 
@@ -33,11 +36,6 @@ def for_input(run: Any, input_path: str, output_dir: str | Path) -> Any:
 
 def load_problems(run: Any, limit: int | None = None) -> Problems:
     """Preprocess ``run.cfg.data.input`` (reused when unchanged) and read it back."""
-    from r1zero.data.preprocess import load_preprocessed
-    from r1zero.data.records import read_records
-    from r1zero.trainer.pipeline import prepare
-    from r1zero.trainer.prompts import output_dir
-
     manifest = prepare(run)
     table, _ = load_preprocessed(output_dir(run.cfg))
     records = table.to_pylist()
@@ -46,10 +44,7 @@ def load_problems(run: Any, limit: int | None = None) -> Problems:
     raw_source = _sources(read_records(run.cfg.data.input)) if records else {}
     rows, prompts, sources = [], [], []
     for rec in records:
-        extra = rec.get("extra") or {}
-        if isinstance(extra, str):
-            extra = json.loads(extra)
-        rows.append(PromptRow(str(rec["id"]), list(rec["input_ids"]), rec["ground_truth"], extra))
+        rows.append(decode_row(rec))
         prompts.append(rec["prompt"])
         sources.append(raw_source.get(rec.get("row")))
     return Problems(rows, prompts, sources, manifest.n_filtered_length)

@@ -47,7 +47,7 @@ def register_rewards(register):
 
 @hookspec
 def register_backends(register):
-    """Register hardware backends (``r1zero.host.backends.Backend``).
+    """Register hardware backends (``r1zero.engines.backend.Backend``).
 
     A backend is data plus factories: ``name``, ``is_available() -> (bool, reason)``, device,
     collective and Ray resource names, env vars, ``make_train_engine`` /

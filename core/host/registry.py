@@ -2,14 +2,15 @@
 
 Every lookup takes the run's ``PluginHost``; there is no process-wide fallback, so a plugin
 loaded from ``plugins.modules`` is found everywhere the run looks for it. ``host_for(cfg)``
-builds that host once per run (``r1zero.trainer.pipeline.resolve`` is its usual caller).
+builds that host once per run (``r1zero.data.pipeline.from_config`` is its usual caller).
+Templates are looked up by ``r1zero.data.templates.get_template`` (a templates.json file may
+define them too).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from r1zero.data.templates import Template, load_templates_file
 from r1zero.host.errors import ConfigError, PluginError
 from r1zero.host.manager import PluginHost, get_host
 
@@ -18,19 +19,6 @@ def host_for(cfg: Any) -> PluginHost:
     """The plugin host of a config: entry points plus its ``plugins:`` section."""
     p = cfg.plugins
     return get_host(p.modules, p.disable, p.strict)
-
-
-def get_template(name: str, file: str | None = None, plugin: str | None = None, *,
-                 host: PluginHost) -> Template:
-    """A template by name; entries of ``file`` (templates.json) take precedence."""
-    if file:
-        entries = {t.name: t for t in load_templates_file(file)}
-        if name in entries:
-            return entries[name]
-        if plugin is None and name not in host.names("templates"):
-            raise ConfigError(f"template {name!r} is neither in this file ({', '.join(entries)}) "
-                              f"nor registered ({', '.join(host.names('templates'))})", path=file)
-    return host.get("templates", name, plugin, "template.plugin")
 
 
 def get_handler(name: str, plugin: str | None = None, *, host: PluginHost) -> Any:

@@ -1,4 +1,4 @@
-"""Checkpoints for exact resume: the engine's state (``trainer.engine_state``: HF export in
+"""Checkpoints for exact resume: the engine's state (``engines.state``: HF export in
 ``model/``, fp32 master weights, the optimizer sharded with ``torch.distributed.checkpoint``,
 schedule and loss scale), RNG states and data position, written atomically (temp dir, then
 rename). Every rank of a sharded engine takes part in ``save`` and ``load``.
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from r1zero.host.errors import CheckpointError
-from r1zero.trainer.engine_state import check_engine_state
+from r1zero.engines.state import check_engine_state
 
 log = logging.getLogger("r1zero.checkpoint")
 STATE_FILE, META_FILE = "trainer_state.pt", "meta.json"

@@ -9,7 +9,7 @@ since a GRPO group never spans ranks. The optimizer step equals the single-proce
 
 so with the token total summed over ranks (``sum_int``) and the gradients summed over ranks
 before clipping, every rank holds the single-process gradient and takes the same step. The
-sharded engine (``trainer.fsdp_engine``) sums gradients in its own reduce-scatter; only
+sharded engine (``engines.fsdp``) sums gradients in its own reduce-scatter; only
 ``actor.engine: torch`` at several ranks (whole replicas) uses ``all_reduce_grads``.
 ``GRPOTrainer(dist=None)`` is the single-process trainer.
 """
@@ -125,7 +125,7 @@ class DataParallel:
              device: str = "cpu", timeout_s: float = 1800, tp: int = 1) -> "DataParallel":
         """Join the group by TCP rendezvous at ``master`` = (rank 0's node IP, a free port)
         and lay the ranks out as a (dp, tp) device mesh."""
-        from r1zero.trainer.fsdp_engine import make_mesh
+        from r1zero.engines.fsdp import make_mesh
 
         tdist.init_process_group(collective, init_method=f"tcp://{master[0]}:{master[1]}",
                                  rank=rank, world_size=world,

@@ -20,16 +20,16 @@ import numpy as np
 import torch
 
 from r1zero.algo.filters import varied_groups
-from r1zero.evaluate.command import write_recipe
+from r1zero.config.load import write_recipe
 from r1zero.host.errors import CheckpointError
 from r1zero.scoring.pool import ScoringPool
 from r1zero.trainer import checkpoint, guards, preflight
 from r1zero.trainer.batching import check_dynamic_bsz
 from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
-from r1zero.trainer.pipeline import Resolved, from_config, prepare, stop_sequences
+from r1zero.data.pipeline import Resolved, from_config, prepare, stop_sequences
 from r1zero.trainer.progress import progress
-from r1zero.trainer.prompts import Dataset, load_dataset, output_dir
+from r1zero.data.prompts import Dataset, load_dataset, output_dir
 from r1zero.trainer.samples import Samples
 from r1zero.trainer.update import PolicyUpdate
 from r1zero.trainer.validate import Validation

@@ -51,8 +51,8 @@ class TrainWorker:
         join the process group and build the trainer on the dataset the driver prepared."""
         from r1zero.trainer.dist import DataParallel
         from r1zero.trainer.grpo import GRPOTrainer
-        from r1zero.trainer.pipeline import from_config
-        from r1zero.trainer.prompts import load_dataset, output_dir
+        from r1zero.data.pipeline import from_config
+        from r1zero.data.prompts import load_dataset, output_dir
 
         resolved = from_config(cfg)
         backend = resolved.backend
@@ -111,7 +111,7 @@ class WorkerGroup:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from r1zero.plugins.backends.launch import cluster_ready, expected_resources, per_node, runtime_env
+        from r1zero.trainer.launch import cluster_ready, expected_resources, per_node, runtime_env
 
         self.world = backend.world_size(cfg)
         res, n = backend.ray_resource, per_node(backend, cfg)
@@ -182,7 +182,7 @@ def connect(cfg: Any, backend: Any) -> bool:
     initialised Ray (a test's, a notebook's) is used as it is."""
     import ray
 
-    from r1zero.plugins.backends.launch import runtime_env, start_local
+    from r1zero.trainer.launch import runtime_env, start_local
 
     if ray.is_initialized():
         return False
@@ -199,7 +199,7 @@ def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
     import ray
 
     from r1zero.trainer import preflight
-    from r1zero.trainer.pipeline import from_config, prepare
+    from r1zero.data.pipeline import from_config, prepare
 
     if not cfg.ray.integrated_worker:
         raise ConfigError("only the integrated worker is implemented (actor, reference and "

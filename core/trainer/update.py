@@ -12,7 +12,7 @@ import torch
 
 from r1zero.trainer import guards
 from r1zero.trainer.batching import split_to, token_budget_chunks
-from r1zero.trainer.engine import SeqBatch
+from r1zero.engines.torch_engine import SeqBatch
 
 
 class PolicyUpdate:

@@ -22,7 +22,7 @@ log = logging.getLogger("r1zero.train")
 
 
 def val_output_dir(cfg: Any) -> Path:
-    from r1zero.trainer.prompts import output_dir
+    from r1zero.data.prompts import output_dir
 
     train = output_dir(cfg)
     return train.with_name(train.name + "_val")

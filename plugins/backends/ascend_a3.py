@@ -5,7 +5,7 @@ large layouts of the 671B recipe (MindSpeed-RL's DeepSeek-V3 R1-Zero setup).
 Unverified on hardware: this project has no NPU. What is tested here is what needs no chip —
 the availability report, the environment of MindSpeed-RL's runtime_env, and the A3 layout
 rules. The actor is r1zero's torch engine (one die), fsdp engine (dp / tp) or megatron engine
-(``r1zero.trainer.megatron``: tp x pp x ep, the 671B recipe's layout) on device ``npu``; the
+(``r1zero.engines.megatron``: tp x pp x ep, the 671B recipe's layout) on device ``npu``; the
 megatron engine imports ``mindspeed.megatron_adaptor`` first. The megatron engine is tested on
 CPU ranks only; on A3 dies it has never run.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from r1zero.host.backends import Backend
+from r1zero.engines.backend import Backend
 from r1zero.host.errors import BackendUnavailable
 from r1zero.host.hookspecs import hookimpl
 from r1zero.config.layout import A3_DIES_PER_NODE
@@ -86,7 +86,7 @@ class AscendA3Backend(Backend):
 
     def make_train_engine(self, cfg: Any, tokenizer: Any, dist: Any = None) -> Any:
         """The torch, fsdp or megatron engine on device ``npu``; for megatron, MindSpeed's
-        adaptor is imported first (``trainer.megatron.engine.require_megatron``) so that
+        adaptor is imported first (``engines.megatron.engine.require_megatron``) so that
         megatron-core's CUDA calls reach the NPUs. Unverified on hardware."""
         self.require()
         missing = missing_modules(train_requirements(cfg, dist.world if dist is not None else 1))

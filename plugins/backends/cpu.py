@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from r1zero.host.backends import Backend
+from r1zero.engines.backend import Backend
 from r1zero.host.hookspecs import hookimpl
 
 

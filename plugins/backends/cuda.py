@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from r1zero.host.backends import Backend
+from r1zero.engines.backend import Backend
 from r1zero.host.errors import ConfigError
 from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.backends.probe import vllm_or_sampler

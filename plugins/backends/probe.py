@@ -35,8 +35,8 @@ def vllm_or_sampler(backend: Any, cfg: Any, modules: Sequence[str] = ("vllm",)) 
     """The rollout engine class ``rollout.engine`` selects (``use_vllm``): vLLM for "vllm"
     always, for "auto" when every module in ``modules`` imports; else the base backend's lean
     sampler."""
-    from r1zero.host.backends import Backend
-    from r1zero.plugins.backends.vllm_rollout import use_vllm
+    from r1zero.engines.backend import Backend
+    from r1zero.engines.vllm import use_vllm
 
     engine, why, module = cfg.rollout.engine, None, modules[0]
     if engine in ("vllm", "auto"):
@@ -46,7 +46,7 @@ def vllm_or_sampler(backend: Any, cfg: Any, modules: Sequence[str] = ("vllm",)) 
                 break
     if use_vllm(engine, why, backend.name, module):
         backend.require()
-        from r1zero.plugins.backends.vllm_rollout import VLLMRolloutEngine
+        from r1zero.engines.vllm import VLLMRolloutEngine
 
         return VLLMRolloutEngine
     return Backend.rollout_engine_class(backend, cfg)

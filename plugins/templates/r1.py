@@ -1,5 +1,6 @@
-"""Built-in templates: ``deepseek3_r1`` (the seed's), ``qwen_r1``, ``deepseek3`` and the
-demo's short ``r1_demo``. Strings are exactly MindSpeed-RL's templates.json entries."""
+"""Built-in templates: ``deepseek3_r1`` (the seed's), ``qwen_r1`` and ``deepseek3``. Strings are
+exactly MindSpeed-RL's templates.json entries. (The demo registers its own ``r1_demo`` from
+``r1zero.demo.template``.)"""
 
 from __future__ import annotations
 
@@ -31,12 +32,7 @@ ENTRIES = [
 
 
 def builtin_templates() -> list[Template]:
-    out = [Template.from_entry(e, source="r1zero.plugins.templates.r1") for e in ENTRIES]
-    try:
-        from r1zero.demo.basemodel import DEMO_TEMPLATE
-    except ImportError:  # the demo package is optional for rendering the recipe's templates
-        return out
-    return out + [Template.from_entry(DEMO_TEMPLATE, source="r1zero.demo.basemodel")]
+    return [Template.from_entry(e, source="r1zero.plugins.templates.r1") for e in ENTRIES]
 
 
 @hookimpl

@@ -90,7 +90,7 @@ def _same(written, loaded) -> bool:
 def test_every_example_recipe_loads_keeps_every_key_and_resolves():
     from r1zero.config.load import dump_yaml, to_dict
     from r1zero.host.manager import PluginHost
-    from r1zero.trainer.pipeline import resolve
+    from r1zero.data.pipeline import resolve
 
     paths = sorted((ROOT / "examples").glob("*.yaml"))
     assert paths

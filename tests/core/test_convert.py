@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from r1zero.config.load import load_config
-from r1zero.plugins.backends.convert import (convert_command, dequantize_block, dequantize_checkpoint,
+from r1zero.engines.megatron.ckpt_convert import (convert_command, dequantize_block, dequantize_checkpoint,
                             fp8_report, layer_flags, read_weight_map, require_bf16,
                             safetensors_header)
 from r1zero.host.errors import ConfigError

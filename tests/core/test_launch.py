@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from r1zero.config.load import load_config
-from r1zero.plugins.backends.launch import (cluster_ready, expected_resources, export_lines, head_command,
+from r1zero.trainer.launch import (cluster_ready, expected_resources, export_lines, head_command,
                            node_script, run_with_retries, runtime_env, start_local, worker_command)
 from r1zero.host.manager import PluginHost
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from r1zero.config.load import load_config
-from r1zero.plugins.backends.vllm_rollout import (flatten_outputs, llm_kwargs, request_seeds, sampling_kwargs,
+from r1zero.engines.vllm import (flatten_outputs, llm_kwargs, request_seeds, sampling_kwargs,
                                  use_vllm)
 
 RECIPE = Path(__file__).resolve().parents[2] / "examples" / "r1_zero_deepseek_671b.yaml"

@@ -66,7 +66,7 @@ def test_ignored_fields_are_reported_once_per_file(shaped_file, caplog):
 def test_mindspeed_shaped_template_drives_preprocessing(shaped_file, tmp_path, tiny_tokenizer):
     from r1zero.data.preprocess import load_preprocessed, preprocess
     from r1zero.host.manager import PluginHost
-    from r1zero.host.registry import get_handler, get_template
+    from r1zero.registry import get_handler, get_template
 
     host = PluginHost().load()
     t = get_template("qwen3", file=str(shaped_file), host=host)

@@ -69,7 +69,7 @@ def test_greedy_is_deterministic_and_temperature_zero_draws_once(tiny, tmp_path)
 
 
 def test_eval_reads_an_r1zero_checkpoint_and_its_recipe(tiny, tmp_path):
-    from r1zero.evaluate.command import resolve_model
+    from r1zero.cli.eval import resolve_model
 
     step = tmp_path / "ckpt" / "step_000003"
     (step / "model").mkdir(parents=True)

@@ -14,7 +14,7 @@ never by r1zero itself, whose megatron engine refuses a machine where these call
     7. ``param.type() == 'torch.cuda.FloatTensor'`` asserts -> CPU tensors report a cuda type
     8. ``tensor.cuda()`` (tied embeddings across pipeline stages) -> the tensor itself
     (``moe_utils.te_general_gemm``, missing without TransformerEngine on any hardware, is set
-    by the engine itself: ``r1zero.trainer.megatron.deepseek.without_transformer_engine``.)
+    by the engine itself: ``r1zero.engines.megatron.deepseek.without_transformer_engine``.)
 """
 
 from __future__ import annotations

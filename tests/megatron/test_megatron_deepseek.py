@@ -19,7 +19,7 @@ import torch
 pytest.importorskip("megatron.core", reason="megatron-core not installed: pip install '.[megatron]'")
 
 from r1zero.host.errors import ConfigError  # noqa: E402
-from r1zero.trainer.megatron import model as M  # noqa: E402
+from r1zero.engines.megatron import model as M  # noqa: E402
 from tests.megatron.test_megatron_engine import check_against, reference_update  # noqa: E402
 from tests.megatron.workers import grpo_layouts, logits, spawn  # noqa: E402
 
@@ -94,7 +94,7 @@ def test_megatron_deepseek_grpo_update_equals_hf(deepseek_reference, tiny_deepse
 
 def test_megatron_expert_settings_refused_by_key(tiny_llm, tiny_deepseek):
     from r1zero.config.load import load_config
-    from r1zero.trainer.megatron.moe import check_layout
+    from r1zero.engines.megatron.moe import check_layout
 
     dense = M.arch_facts(_hf_state(tiny_llm)[0])
     moe = M.arch_facts(_hf_state(tiny_deepseek)[0])

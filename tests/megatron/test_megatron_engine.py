@@ -29,7 +29,7 @@ def reference_update(model_dir):
     from transformers import AutoModelForCausalLM
 
     from r1zero.algo.loss import objective
-    from r1zero.trainer.engine import response_logits
+    from r1zero.engines.torch_engine import response_logits
 
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("megatron.core", reason="megatron-core not installed: pip install '.[megatron]'")
 
 from r1zero.host.errors import BackendUnavailable, ConfigError  # noqa: E402
-from r1zero.trainer.megatron import model as M  # noqa: E402
+from r1zero.engines.megatron import model as M  # noqa: E402
 
 
 def _facts(tied=True):
@@ -75,7 +75,7 @@ def test_megatron_fc1_rank_by_rank():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_megatron_engine_refuses_without_a_device():
-    from r1zero.trainer.megatron.engine import require_megatron
+    from r1zero.engines.megatron.engine import require_megatron
 
     with pytest.raises(BackendUnavailable, match=r"megatron-core needs a CUDA or NPU device "
                                                  r"\(torch.cuda.current_device\(\): "):
@@ -117,7 +117,7 @@ def test_megatron_convert_in_process_needs_a_device(tmp_path, capsys):
 def test_megatron_engine_declares_the_keys_it_acts_on():
     from r1zero.config.engine_keys import TRAIN_ENGINE_KEYS, unimplemented
     from r1zero.config.load import load_config
-    from r1zero.trainer.megatron.engine import MegatronTrainEngine
+    from r1zero.engines.megatron.engine import MegatronTrainEngine
 
     cfg = load_config(None, ["actor.distributed_optimizer=true", "actor.recompute=full",
                              "actor.use_remove_padding=true"])
@@ -127,8 +127,8 @@ def test_megatron_engine_declares_the_keys_it_acts_on():
 
 def test_megatron_pack_pads_the_width_to_a_multiple():
     # sequence parallelism splits the width over tp ranks: extra response columns on the right
-    from r1zero.trainer.engine import SeqBatch
-    from r1zero.trainer.megatron.engine import pack
+    from r1zero.engines.torch_engine import SeqBatch
+    from r1zero.engines.megatron.engine import pack
 
     batch = SeqBatch([[5, 6, 7], [8, 9]], [[10, 11], [12]], 0, torch.device("cpu"))
     plain, = pack([batch], 0, 2, torch.device("cpu"))

@@ -37,7 +37,7 @@ class _Tok:
 
 def grpo_batches(seed: int = 0):
     """2 prompts x 2 samples of random tokens, micro-batches of 2, fixed advantages."""
-    from r1zero.trainer.engine import SeqBatch
+    from r1zero.engines.torch_engine import SeqBatch
 
     g = torch.Generator().manual_seed(seed)
     tok = lambda n: torch.randint(3, 90, (n,), generator=g).tolist()   # noqa: E731
@@ -55,7 +55,7 @@ def grpo_update(rank: int, world: int, port: int, model: str, out_dir: str, over
     ``out_dir/ckpt``) or starting from a saved state."""
     join(rank, world, port)
     from r1zero.config.load import load_config
-    from r1zero.trainer.megatron.engine import MegatronTrainEngine
+    from r1zero.engines.megatron.engine import MegatronTrainEngine
 
     cfg = load_config(None, [f"model.path={model}", "model.dtype=float32", "actor.engine=megatron",
                              "actor.micro_batch_size=2", "actor.lr=1e-2", "algorithm.kl_coef=0.1",
@@ -78,7 +78,7 @@ def grpo_layouts(rank: int, world: int, port: int, model: str, out_dir: str,
     other (``parallel_state`` rebuilt each time), to ``out_dir/name/rank{r}.pt``."""
     join(rank, world, port)
     from r1zero.config.load import load_config
-    from r1zero.trainer.megatron.engine import MegatronTrainEngine
+    from r1zero.engines.megatron.engine import MegatronTrainEngine
 
     for name, overrides in layouts.items():
         cfg = load_config(None, [f"model.path={model}", "model.dtype=float32",
@@ -125,7 +125,8 @@ def _one_update(eng, cfg) -> dict:
 def _rollout_vs_actor(eng, cfg, batches) -> dict:
     """Log-probs of ``batches`` under the updated actor (megatron, last stage) and under the
     rollout engine's model after its weight sync (the built-in sampler's HF model)."""
-    from r1zero.trainer.engine import SamplerRolloutEngine, response_logits, token_logprobs
+    from r1zero.engines.rollout import SamplerRolloutEngine
+    from r1zero.engines.torch_engine import response_logits, token_logprobs
 
     rollout = SamplerRolloutEngine(cfg, eng, _Tok(), [[1]])      # syncs from full_weights()
     actor = eng.logprobs_of(batches, 1.0)
@@ -143,7 +144,7 @@ def convert_there_and_back(rank: int, world: int, port: int, hf: str, out_dir: s
     at the layout ``back``, in the same processes."""
     join(rank, world, port)
     from r1zero.config.load import load_config
-    from r1zero.trainer.megatron import convert as C
+    from r1zero.engines.megatron import convert as C
 
     C.hf_to_mcore(load_config(None, ["model.dtype=float32", *there]), hf, f"{out_dir}/mc")
     C.mcore_to_hf(load_config(None, ["model.dtype=float32", *back]), f"{out_dir}/mc",
@@ -157,7 +158,7 @@ def bf16_update(rank: int, world: int, port: int, model: str, out_dir: str) -> N
     weights before and after, and the loss."""
     join(rank, world, port)
     from r1zero.config.load import load_config
-    from r1zero.trainer.megatron.engine import MegatronTrainEngine
+    from r1zero.engines.megatron.engine import MegatronTrainEngine
 
     cfg = load_config(None, [f"model.path={model}", "model.dtype=bfloat16", "actor.engine=megatron",
                              "actor.micro_batch_size=2", "actor.lr=1e-6", "algorithm.kl_coef=0.1"])
@@ -176,7 +177,7 @@ def bf16_update(rank: int, world: int, port: int, model: str, out_dir: str) -> N
 def logits(rank: int, world: int, port: int, models: list, out_dir: str) -> None:
     """Each model's mcore logits at TP 1 next to its HF model's, on 2 rows of random tokens."""
     join(rank, world, port)
-    from r1zero.trainer.megatron.engine import init_parallel
+    from r1zero.engines.megatron.engine import init_parallel
 
     init_parallel(1, 1, 0)
     out = {Path(m).name: _logits(m) for m in models}
@@ -187,8 +188,8 @@ def logits(rank: int, world: int, port: int, models: list, out_dir: str) -> None
 def _logits(model: str) -> dict:
     from transformers import AutoModelForCausalLM
 
-    from r1zero.trainer.megatron import model as M
-    from r1zero.trainer.megatron.engine import load_shard
+    from r1zero.engines.megatron import model as M
+    from r1zero.engines.megatron.engine import load_shard
 
     hf = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
     f = M.arch_facts(hf.config)
@@ -209,7 +210,7 @@ def resume_layouts(rank: int, world: int, port: int, model: str, out_dir: str, c
     join(rank, world, port)
     from r1zero.config.load import load_config
     from r1zero.host.errors import CheckpointError
-    from r1zero.trainer.megatron.engine import MegatronTrainEngine
+    from r1zero.engines.megatron.engine import MegatronTrainEngine
 
     for name, overrides in layouts.items():
         cfg = load_config(None, [f"model.path={model}", "model.dtype=float32",

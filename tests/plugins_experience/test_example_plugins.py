@@ -13,7 +13,7 @@ from r1zero.cli.main import main
 from r1zero.config.load import load_config
 from r1zero.host.manager import PluginHost
 from r1zero.trainer.grpo import GRPOTrainer
-from r1zero.trainer.pipeline import resolve
+from r1zero.data.pipeline import resolve
 from r1zero.trainer.metrics import read_metrics
 from tests.plugins_experience.conftest import EXAMPLE_DIRS
 

@@ -11,7 +11,7 @@ import pytest
 from r1zero.config.load import load_config
 from r1zero.host.errors import PluginError
 from r1zero.host.manager import PluginHost
-from r1zero.host.registry import get_scorers, get_template
+from r1zero.registry import get_scorers, get_template
 from tests.plugin_dists import activate, make_dist
 
 OVERRIDE = '''
@@ -46,8 +46,8 @@ def test_same_name_as_a_builtin_is_an_error_naming_both(override_host):
 def test_config_picks_the_override_or_the_builtin(override_host, write_recipe, tiny_run):
     from transformers import AutoTokenizer
 
-    from r1zero.trainer.pipeline import prepare, resolve
-    from r1zero.trainer.prompts import load_dataset, output_dir
+    from r1zero.data.pipeline import prepare, resolve
+    from r1zero.data.prompts import load_dataset, output_dir
 
     tok = AutoTokenizer.from_pretrained(str(tiny_run / "model"))
     cfg = load_config(write_recipe(template={"name": "deepseek3_r1", "plugin": "r1zero-my-templates"}))
@@ -74,9 +74,10 @@ def test_disable_an_installed_plugin(examples_installed, write_recipe):
 
 
 def test_disable_a_builtin_while_a_plugin_keeps_working(examples_installed, write_recipe):
-    cfg = load_config(write_recipe(template={"name": "chat_r1"}, plugins={"disable": ["templates"]}))
+    cfg = load_config(write_recipe(template={"name": "chat_r1"},
+                                   plugins={"disable": ["templates", "demo_template"]}))
     host = PluginHost(cfg.plugins.modules, cfg.plugins.disable).load()
     assert host.names("templates") == ["chat_r1"]
     assert get_template(cfg.template.name, host=host).name == "chat_r1"
-    with pytest.raises(PluginError, match=r"unknown template 'deepseek3_r1'.*disabled: templates"):
+    with pytest.raises(PluginError, match=r"unknown template 'deepseek3_r1'.*disabled: .*templates"):
         get_template("deepseek3_r1", host=host)

@@ -15,7 +15,7 @@ from r1zero.config.load import load_config
 from r1zero.host.manager import PluginHost
 from r1zero.cli.scaffold import Names, ScaffoldError, new_plugin, package_files
 from r1zero.trainer.grpo import GRPOTrainer
-from r1zero.trainer.pipeline import resolve
+from r1zero.data.pipeline import resolve
 from r1zero.trainer.metrics import read_metrics
 from tests.plugins_experience.conftest import SCAFFOLDED
 

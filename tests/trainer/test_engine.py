@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from r1zero.trainer.engine import SeqBatch, response_logits
+from r1zero.engines.torch_engine import SeqBatch, response_logits
 
 PAD = 0
 

@@ -13,8 +13,9 @@ from r1zero.config.load import load_config
 from r1zero.data.templates import Template
 from r1zero.host.errors import ConfigError
 from r1zero.host.manager import PluginHost
-from r1zero.trainer.engine import SamplerRolloutEngine, TorchTrainEngine
-from r1zero.trainer.pipeline import stop_sequences
+from r1zero.engines.rollout import SamplerRolloutEngine
+from r1zero.engines.torch_engine import TorchTrainEngine
+from r1zero.data.pipeline import stop_sequences
 from tests.trainer.conftest import recipe, write_recipe
 
 SET = {"actor.recompute": "full", "actor.distributed_optimizer": True,
@@ -90,7 +91,7 @@ def test_stop_words_become_token_sequences(tiny_tokenizer):
 
 
 def test_the_vllm_rollout_refuses_a_stop_word_of_several_tokens():
-    from r1zero.plugins.backends.vllm_rollout import single_token_stops
+    from r1zero.engines.vllm import single_token_stops
 
     assert single_token_stops([(2,), (7,)]) == [2, 7]
     with pytest.raises(ConfigError, match=r"template.name: the vllm rollout stops on single tokens"):

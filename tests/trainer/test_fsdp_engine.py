@@ -34,7 +34,7 @@ def _seqs() -> tuple[list, torch.Tensor]:
 
 def _step(engine, seqs, adv, total_tokens: int, reduce=None) -> dict:
     """One token-mean policy-gradient step; -> loss, full gradients, full weights after."""
-    from r1zero.trainer.engine import SeqBatch
+    from r1zero.engines.torch_engine import SeqBatch
 
     batch = SeqBatch([s[0] for s in seqs], [s[1] for s in seqs], engine.pad_id, engine.device)
     logp, _ = engine.logprobs(engine.model, batch, 1.0)
@@ -57,7 +57,7 @@ def _rank(rank: int, world: int, port: int, runs: list, base: dict, out: str) ->
     on this dp rank's rows; rank 0 saves the results and each rank's optimizer-state bytes."""
     import torch.distributed as tdist
 
-    from r1zero.trainer.fsdp_engine import FSDPTrainEngine
+    from r1zero.engines.fsdp import FSDPTrainEngine
 
     torch.set_num_threads(1)
     tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -103,7 +103,7 @@ def _spawn(world: int, runs: list, base: dict, out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def single(tiny_setup, tmp_path_factory):
-    from r1zero.trainer.engine import TorchTrainEngine
+    from r1zero.engines.torch_engine import TorchTrainEngine
 
     base = recipe(tiny_setup, tmp_path_factory.mktemp("single"), **SECTIONS)
     engine = TorchTrainEngine(load_config(None, base=base), _Tok())

@@ -9,7 +9,7 @@ import torch
 
 from r1zero.algo import LOSS_AGGS
 from r1zero.config.load import load_config
-from r1zero.trainer.engine import SeqBatch
+from r1zero.engines.torch_engine import SeqBatch
 from r1zero.trainer.grpo import GRPOTrainer
 from tests.trainer.conftest import recipe
 

@@ -10,7 +10,7 @@ from r1zero.cli.main import main
 from r1zero.config.load import load_config
 from r1zero.host.manager import PluginHost
 from r1zero.trainer.metrics import read_metrics
-from r1zero.trainer.pipeline import prepare, resolve
+from r1zero.data.pipeline import prepare, resolve
 from tests.trainer.conftest import recipe, write_recipe
 
 MY_TPL = textwrap.dedent('''

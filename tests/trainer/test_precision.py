@@ -11,7 +11,7 @@ import torch
 from r1zero.config.load import load_config
 from r1zero.host.errors import ConfigError
 from r1zero.trainer.grpo import GRPOTrainer
-from r1zero.trainer.precision import LossScaler, make_scaler
+from r1zero.engines.precision import LossScaler, make_scaler
 from tests.trainer.conftest import recipe
 
 

@@ -69,7 +69,7 @@ def local_ray():
 @pytest.fixture(scope="module")
 def dp_group(tiny_setup, tmp_path_factory, local_ray):
     """Two Ray workers (ranks 0, 1) of one recipe; starting them is most of this file's time."""
-    from r1zero.trainer.pipeline import from_config, prepare
+    from r1zero.data.pipeline import from_config, prepare
     from r1zero.trainer.ray_runner import WorkerGroup
 
     run_dir = tmp_path_factory.mktemp("dp_run")
@@ -150,7 +150,7 @@ def test_sharded_two_rank_run_equals_one_rank_and_resumes_at_either_world_size(
         tiny_setup, tmp_path, dp_group):
     from r1zero.cli.commands import cmd_train
     from r1zero.trainer.data_order import PromptOrder
-    from r1zero.trainer.prompts import load_dataset, output_dir
+    from r1zero.data.prompts import load_dataset, output_dir
 
     cfg, run_dir, group = dp_group
     history = group.run()

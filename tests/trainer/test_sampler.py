@@ -9,7 +9,7 @@ from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCaus
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from r1zero.trainer.sampler import Sampler, sample_next
+from r1zero.engines.sampler import Sampler, sample_next
 
 VOCAB, PAD = 256, 0
 SIZES = dict(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,

@@ -9,7 +9,7 @@ from r1zero.config.load import load_config
 from r1zero.host.errors import BackendUnavailable, ConfigError
 from r1zero.host.manager import PluginHost
 from r1zero.plugins.backends.probe import import_error
-from r1zero.plugins.backends.vllm_rollout import use_vllm
+from r1zero.engines.vllm import use_vllm
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from transformers import PreTrainedTokenizerFast
 
 from r1zero.host.errors import ConfigError, PluginError
 from r1zero.host.manager import PluginHost
-from r1zero.host.registry import get_template
+from r1zero.registry import get_template
 from r1zero.data.templates import Template, load_templates_file
 
 # MindSpeed-RL's deepseek3_r1 string, written out here on purpose, not imported.

@@ -4,7 +4,7 @@ import pytest
 
 from r1zero.config import RecipeConfig
 from r1zero.config_load import load_config
-from r1zero.plugins.backends.launch import expected_resources, resource_flags
+from r1zero.trainer.launch import expected_resources, resource_flags
 from r1zero.manager import PluginHost
 from r1zero.registry import get_backend
 

@@ -177,7 +177,7 @@ def require_bf16(hf_dir: str | Path, num_layers: int = 61) -> Fp8Report:
             f"FP8 checkpoint: {len(rep.fp8_tensors)} of {rep.tensors} tensors are float8 with "
             f"{len(rep.scale_keys)} block scales (e.g. {example!r}; quant_method "
             f"{rep.quant_method!r}); dequantise to bf16 first "
-            f"(r1zero.plugins.backends.convert.dequantize_checkpoint(src, dst), or DeepSeek's "
+            f"(r1zero.engines.megatron.ckpt_convert.dequantize_checkpoint(src, dst), or DeepSeek's "
             f"inference/fp8_cast_bf16.py) and convert the bf16 copy", path=str(hf_dir))
     return rep
 

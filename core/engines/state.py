@@ -19,34 +19,16 @@ ranks see (one node's disk, or a shared file system across nodes).
 
 from __future__ import annotations
 
-import contextlib
-import json
-import warnings
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-
-def _is_main() -> bool:
-    import torch.distributed as tdist
-
-    return not tdist.is_initialized() or tdist.get_rank() == 0
-
-
-def _barrier() -> None:
-    import torch.distributed as tdist
-
-    if tdist.is_initialized():
-        tdist.barrier()
-
-
-@contextlib.contextmanager
-def _one_process_ok():
-    """DCP warns that it assumes one process when no process group exists: that is intended."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        yield
+from r1zero.engines.megatron import state as megatron_state
+from r1zero.engines.state_io import (SafeReader, barrier, is_main, metadata_unpickler,
+                                    one_process_ok, save_hf, untied)
+from r1zero.host.errors import CheckpointError
 
 
 def full_state(engine: Any) -> dict[str, torch.Tensor]:
@@ -60,43 +42,20 @@ def save_engine_state(engine: Any, out: Path) -> None:
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
     weights = full_state(engine)
-    if _is_main():
+    if is_main():
         model = engine.model
         dtype = engine.compute_dtype
         if dtype != torch.float32:
-            save_file(_untied(weights), str(out / "master.safetensors"), metadata={"format": "pt"})
+            save_file(untied(weights), str(out / "master.safetensors"), metadata={"format": "pt"})
         export = {k: v.to(dtype) for k, v in weights.items()}
         model.config.save_pretrained(out / "model")
-        _save_hf(model.config, export, out / "model", dtype)
+        save_hf(model.config, export, out / "model", dtype)
         torch.save({"scheduler": engine.scheduler.state_dict(),
                     "scaler": engine.scaler.state_dict()}, out / "engine.pt")
-    with _one_process_ok():
+    with one_process_ok():
         dcp.save({"optim": get_optimizer_state_dict(engine.model, engine.optimizer)},
                  checkpoint_id=str(out / "optim"))
-    _barrier()
-
-
-def _untied(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Tied tensors share storage, which safetensors refuses: store each tied name's own copy."""
-    seen: dict[int, str] = {}
-    out = {}
-    for k, v in weights.items():
-        ptr = v.data_ptr()
-        out[k] = v.clone() if ptr in seen else v
-        seen.setdefault(ptr, k)
-    return out
-
-
-def _save_hf(config: Any, weights: dict[str, torch.Tensor], out: Path, dtype: torch.dtype) -> None:
-    """An HF model directory (config + safetensors) of ``weights``, loadable by transformers."""
-    from safetensors.torch import save_file
-
-    tied = getattr(config, "tie_word_embeddings", False)
-    keep = {k: v.contiguous() for k, v in weights.items() if not (tied and k == "lm_head.weight")}
-    save_file(_untied(keep), str(out / "model.safetensors"), metadata={"format": "pt"})
-    cfg = json.loads((out / "config.json").read_text())
-    cfg["dtype"] = str(dtype).removeprefix("torch.")
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    barrier()
 
 
 def read_weights(src: Path) -> dict[str, torch.Tensor]:
@@ -128,7 +87,7 @@ def load_engine_state(engine: Any, src: Path) -> None:
                            f"{sorted(set(weights) - expected)[:5]})")
     set_model_state_dict(engine.model, weights, options=StateDictOptions(full_state_dict=True))
     optim = {"optim": get_optimizer_state_dict(engine.model, engine.optimizer)}
-    with _one_process_ok():
+    with one_process_ok():
         dcp.load(optim, storage_reader=SafeReader(str(src / "optim")))
     set_optimizer_state_dict(engine.model, engine.optimizer, optim["optim"])
     state = torch.load(src / "engine.pt", weights_only=True)
@@ -136,66 +95,11 @@ def load_engine_state(engine: Any, src: Path) -> None:
     engine.scaler.load_state_dict(state["scaler"])
 
 
-_DCP_CLASSES = {
-    "torch.distributed.checkpoint.metadata": {
-        "Metadata", "TensorStorageMetadata", "TensorProperties", "_MEM_FORMAT_ENCODING",
-        "ChunkStorageMetadata", "BytesStorageMetadata", "MetadataIndex", "StorageMeta"},
-    "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
-    # megatron's torch_dist format also stores its cached save plans (plain dataclasses)
-    "torch.distributed.checkpoint.planner": {"SavePlan", "WriteItem", "WriteItemType",
-                                              "TensorWriteData"},
-    "torch.serialization": {"_get_layout"},
-    "torch": {"Size"},
-    "pathlib": {"PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath"},
-    "collections": {"OrderedDict"},
-}
-
-
-def _metadata_unpickler(stream: Any):
-    import pickle
-
-    class Restricted(pickle.Unpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            if name in _DCP_CLASSES.get(module, ()) or (
-                    module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)):
-                return super().find_class(module, name)
-            raise pickle.UnpicklingError(f"{module}.{name} is not a checkpoint metadata class")
-
-    return Restricted(stream)
-
-
-def _safe_reader_class():
-    from torch.distributed.checkpoint import FileSystemReader
-    from torch.distributed.checkpoint.metadata import StorageMeta
-
-    class SafeReaderImpl(FileSystemReader):
-        """DCP's file reader with its metadata read by a restricted unpickler."""
-
-        def read_metadata(self, *args: Any, **kwargs: Any):
-            path = self._get_metadata_path(kwargs.get("rank"))
-            with self.fs.create_stream(path, "rb") as f:
-                metadata = _metadata_unpickler(f).load()
-            if getattr(metadata, "storage_meta", None) is None:
-                metadata.storage_meta = StorageMeta()
-            metadata.storage_meta.load_id = self.load_id
-            return metadata
-
-    return SafeReaderImpl
-
-
-def SafeReader(path: str):  # noqa: N802 - a class built on first use (DCP imports lazily)
-    return _safe_reader_class()(path)
-
-
 def check_engine_state(src: Path) -> None:
     """Raise ``CheckpointError`` naming the file unless the engine files of ``src`` read back
     (without unpickling anything but DCP metadata classes)."""
-    import pickle
-
     from safetensors import safe_open
 
-    from r1zero.host.errors import CheckpointError
-    from r1zero.trainer.megatron import state as megatron_state
 
     if megatron_state.is_megatron_state(src):
         megatron_state.check(src)
@@ -213,7 +117,7 @@ def check_engine_state(src: Path) -> None:
     meta = src / "optim" / ".metadata"
     try:
         with open(meta, "rb") as fh:
-            _metadata_unpickler(fh).load()
+            metadata_unpickler(fh).load()
     except FileNotFoundError:
         raise CheckpointError("missing", path=str(meta)) from None
     except pickle.UnpicklingError as exc:
@@ -234,7 +138,7 @@ def export_hf(src: Path, out: Path, dtype: str | None = None) -> str:
     torch_dtype = getattr(torch, name)
     out.mkdir(parents=True)
     config.save_pretrained(out)
-    _save_hf(config, {k: v.to(torch_dtype) for k, v in read_weights(src).items()}, out,
+    save_hf(config, {k: v.to(torch_dtype) for k, v in read_weights(src).items()}, out,
              torch_dtype)
     for f in (src / "model").iterdir():
         if f.is_file() and f.suffix != ".safetensors" and f.name != "config.json" \

@@ -1,5 +1,6 @@
-"""The trainer's view of the data: a preprocessed dataset's prompts (token ids), ground truth
-and manifest."""
+"""A preprocessed dataset as the trainer and evaluation read it: prompts (token ids), ground
+truth and manifest, one ``PromptRow`` per kept row (``decode_row``: the one place a stored row is
+decoded)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import attrs
+
+from r1zero.data.preprocess import load_preprocessed
 
 
 @attrs.frozen
@@ -35,13 +38,14 @@ def output_dir(cfg: Any) -> Path:
 
 def load_dataset(path: str | Path) -> Dataset:
     """The preprocessed dataset in ``path`` (a ``DatasetError`` when it is not one)."""
-    from r1zero.data.preprocess import load_preprocessed
-
     table, manifest = load_preprocessed(path)
-    rows = []
-    for rec in table.to_pylist():
-        extra = rec.get("extra") or {}
-        if isinstance(extra, str):
-            extra = json.loads(extra)
-        rows.append(PromptRow(str(rec["id"]), list(rec["input_ids"]), rec["ground_truth"], extra))
-    return Dataset(rows, manifest)
+    return Dataset([decode_row(rec) for rec in table.to_pylist()], manifest)
+
+
+def decode_row(rec: Mapping[str, Any]) -> PromptRow:
+    """One stored row (``r1zero preprocess``'s Parquet columns) as a ``PromptRow``; ``extra`` is
+    stored as JSON text."""
+    extra = rec.get("extra") or {}
+    if isinstance(extra, str):
+        extra = json.loads(extra)
+    return PromptRow(str(rec["id"]), list(rec["input_ids"]), rec["ground_truth"], extra)

@@ -79,11 +79,11 @@ class Backend:
         engine = resolve_engine(a.engine, a.tensor_parallel, a.pipeline_parallel,
                                 a.expert_parallel, world)
         if engine == "fsdp":
-            from r1zero.trainer.fsdp_engine import FSDPTrainEngine
+            from r1zero.engines.fsdp import FSDPTrainEngine
 
             return FSDPTrainEngine
         if engine == "megatron":
-            from r1zero.trainer.megatron.engine import MegatronTrainEngine, require_megatron
+            from r1zero.engines.megatron.engine import MegatronTrainEngine, require_megatron
 
             # before anything runs: megatron-core, and on the cpu backend (where this process's
             # machine is the ranks' machine) a device it can use; accelerator backends check
@@ -97,7 +97,7 @@ class Backend:
             raise ConfigError("distributed_optimizer is not implemented by the torch engine "
                               "(every rank keeps the whole optimizer state); use actor.engine: "
                               "fsdp", key="actor.distributed_optimizer")
-        from r1zero.trainer.engine import TorchTrainEngine
+        from r1zero.engines.torch_engine import TorchTrainEngine
 
         return TorchTrainEngine
 
@@ -107,7 +107,7 @@ class Backend:
         cls = self.train_engine_class(cfg, dist.world if dist is not None else 1)
         name = getattr(cls, "name", "")
         if name in ("fsdp", "megatron") and dist is None:
-            from r1zero.trainer.fsdp_engine import ensure_group
+            from r1zero.engines.fsdp import ensure_group
 
             ensure_group(self.collective)        # a one-rank group for a one-process run
         if name == "fsdp":
@@ -117,7 +117,7 @@ class Backend:
 
     def rollout_engine_class(self, cfg: Any) -> type:
         """The class ``make_rollout_engine`` builds: r1zero's lean sampler here."""
-        from r1zero.trainer.engine import SamplerRolloutEngine
+        from r1zero.engines.rollout import SamplerRolloutEngine
 
         if cfg.rollout.engine not in ("auto", "sampler"):
             raise ConfigError(f"{cfg.rollout.engine!r} is not built by backend {self.name!r}, "

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from r1zero.trainer.megatron import model as M
+from r1zero.engines.megatron import model as M
 
 HF_CONFIG = "hf_config"
 
@@ -32,8 +32,8 @@ class ShardedGPT:
     def __init__(self, cfg: Any, hf_dir: Path, full: dict[str, torch.Tensor] | None = None):
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from r1zero.trainer.megatron import moe
-        from r1zero.trainer.megatron.engine import (_DTYPES, _stage_layers, init_parallel,
+        from r1zero.engines.megatron import moe
+        from r1zero.engines.megatron.engine import (_DTYPES, _stage_layers, init_parallel,
                                                     load_shard, require_megatron)
 
         require_megatron()
@@ -75,7 +75,7 @@ def hf_to_mcore(cfg: Any, hf_dir: str, out_dir: str) -> None:
     from transformers import AutoModelForCausalLM
 
     from r1zero.host.errors import ConfigError
-    from r1zero.trainer.megatron.engine import require_megatron
+    from r1zero.engines.megatron.engine import require_megatron
 
     require_megatron()
     from megatron.core import dist_checkpointing
@@ -84,7 +84,7 @@ def hf_to_mcore(cfg: Any, hf_dir: str, out_dir: str) -> None:
         hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{hf_dir}: not a loadable HF checkpoint ({exc})") from exc
-    from r1zero.trainer.megatron.moe import expert_sizes
+    from r1zero.engines.megatron.moe import expert_sizes
 
     facts = M.arch_facts(hf.config)
     a = cfg.actor
@@ -103,9 +103,9 @@ def mcore_to_hf(cfg: Any, mcore_dir: str, out_dir: str) -> None:
     """``dist_checkpointing`` checkpoint -> HF ``model.safetensors`` + config (collective)."""
     from safetensors.torch import save_file
 
-    from r1zero.trainer.megatron import deepseek
-    from r1zero.trainer.megatron.engine import require_megatron
-    from r1zero.trainer.megatron.weights import gather_hf
+    from r1zero.engines.megatron import deepseek
+    from r1zero.engines.megatron.engine import require_megatron
+    from r1zero.engines.megatron.weights import gather_hf
 
     require_megatron()
     from megatron.core import dist_checkpointing

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from r1zero.host.errors import BackendUnavailable, ConfigError
-from r1zero.trainer.megatron import model as M
+from r1zero.engines.megatron import model as M
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LossFn = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
@@ -68,7 +68,7 @@ def init_parallel(tp: int, pp: int, seed: int, ep: int = 1,
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
-    from r1zero.trainer.megatron.moe import expert_sizes
+    from r1zero.engines.megatron.moe import expert_sizes
 
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
@@ -92,7 +92,7 @@ class MegatronTrainEngine:
         from transformers import AutoConfig
 
         require_megatron()
-        from r1zero.trainer.megatron import moe
+        from r1zero.engines.megatron import moe
 
         a = cfg.actor
         if cfg.model.dtype == "float16":
@@ -244,8 +244,8 @@ class MegatronTrainEngine:
         return norm
 
     def _set_lr(self) -> None:
-        """The lr of the next optimizer step (warmup and schedule of ``trainer.engine``)."""
-        from r1zero.trainer.engine import lr_lambda
+        """The lr of the next optimizer step (warmup and schedule of ``engines.torch_engine``)."""
+        from r1zero.engines.torch_engine import lr_lambda
 
         self.last_lr = self.cfg.actor.lr * lr_lambda(self.cfg.actor)(self.updates)
         for group in self.optimizer.param_groups:
@@ -264,19 +264,19 @@ class MegatronTrainEngine:
 
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF name, full tensor) pairs, layer by layer, on every rank (collective)."""
-        from r1zero.trainer.megatron.weights import gather_hf
+        from r1zero.engines.megatron.weights import gather_hf
 
         yield from gather_hf(self)
 
     def save_state(self, path: str | Path) -> None:
         """HF export, ``dist_checkpointing`` shards and the update count (collective;
-        ``trainer.megatron.state``): a checkpoint saved at one tp/pp layout loads at another."""
-        from r1zero.trainer.megatron import state
+        ``engines.megatron.state``): a checkpoint saved at one tp/pp layout loads at another."""
+        from r1zero.engines.megatron import state
 
         state.save(self, Path(path))
 
     def load_state(self, path: str | Path) -> None:
-        from r1zero.trainer.megatron import state
+        from r1zero.engines.megatron import state
 
         state.load(self, Path(path))
         self._set_lr()
@@ -289,7 +289,7 @@ class MegatronTrainEngine:
     def full_grads(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF name, full reduced gradient) pairs after ``forward_backward`` (collective; not
         with the distributed optimizer, whose ranks keep only their shard of the reduction)."""
-        from r1zero.trainer.megatron.weights import gather_hf
+        from r1zero.engines.megatron.weights import gather_hf
 
         yield from gather_hf(self, grads=True)
 
@@ -299,7 +299,7 @@ def load_shard(gpt: torch.nn.Module, full: dict[str, torch.Tensor], offset: int)
     local expert numbers + this expert-parallel rank's first expert); returns the
     tensor-parallel split dimension of each sliced parameter (the one dimension where its
     shape differs from the full tensor's; routed experts split over the expert-tensor group)."""
-    from r1zero.trainer.megatron.moe import global_expert, split_group
+    from r1zero.engines.megatron.moe import global_expert, split_group
 
     experts = getattr(gpt.config, "num_moe_experts", None) or 0
     split: dict[str, int] = {}

@@ -11,7 +11,7 @@
 
 Every rank calls ``save`` / ``load`` (collectives); global rank 0 writes ``model/`` and
 ``engine.pt``. megatron's loader unpickles the torch_dist ``.metadata`` file, so ``check``
-reads it first with the restricted unpickler of ``trainer.engine_state`` (checkpoint metadata
+reads it first with the restricted unpickler of ``engines.state`` (checkpoint metadata
 classes only) and ``common.pt`` with ``torch.load(weights_only=True)``: a crafted checkpoint
 is refused with a ``CheckpointError`` before megatron opens it.
 """
@@ -24,6 +24,9 @@ from typing import Any
 
 import torch
 
+from r1zero.engines.state_io import is_main, load_plain, metadata_unpickler, save_hf
+from r1zero.host.errors import CheckpointError
+
 MCORE, ENGINE_FILE = "mcore", "engine.pt"
 
 
@@ -35,17 +38,15 @@ def save(engine: Any, out: Path) -> None:
     from megatron.core import dist_checkpointing
     from transformers import AutoConfig
 
-    from r1zero.trainer.engine_state import _is_main, _save_hf
-
     out = Path(out)
     weights = {k: v.to("cpu", copy=True) for k, v in engine.full_weights()}   # collective
-    if _is_main():
+    if is_main():
         config = AutoConfig.from_pretrained(engine.cfg.model.path,
                                             trust_remote_code=engine.cfg.model.trust_remote_code)
         (out / "model").mkdir(parents=True, exist_ok=True)
         config.save_pretrained(out / "model")
         dtype = engine.compute_dtype
-        _save_hf(config, {k: v.to(dtype) for k, v in weights.items()}, out / "model", dtype)
+        save_hf(config, {k: v.to(dtype) for k, v in weights.items()}, out / "model", dtype)
         torch.save({"engine": "megatron", "updates": engine.updates,
                     "optimizers": optimizer_count(engine), "layout": layout(engine)},
                    out / ENGINE_FILE)
@@ -58,7 +59,6 @@ def save(engine: Any, out: Path) -> None:
 def load(engine: Any, src: Path) -> None:
     from megatron.core import dist_checkpointing
 
-    from r1zero.host.errors import CheckpointError
 
     src = Path(src)
     if not is_megatron_state(src):
@@ -93,12 +93,10 @@ def layout(engine: Any) -> str:
 def check(src: Path) -> dict[str, Any]:
     """Raise ``CheckpointError`` naming the file unless ``src``'s megatron state reads back
     without unpickling anything but checkpoint metadata; the contents of ``engine.pt``."""
-    from r1zero.host.errors import CheckpointError
-    from r1zero.trainer.engine_state import _metadata_unpickler
 
     src = Path(src)
     f = src / ENGINE_FILE
-    state = _load_plain(f)
+    state = load_plain(f)
     if not isinstance(state, dict) or state.get("engine") != "megatron" \
             or not isinstance(state.get("updates"), int):
         raise CheckpointError("incomplete: needs engine 'megatron' and an integer 'updates'",
@@ -106,7 +104,7 @@ def check(src: Path) -> dict[str, Any]:
     meta = src / MCORE / ".metadata"
     try:
         with open(meta, "rb") as fh:
-            _metadata_unpickler(fh).load()
+            metadata_unpickler(fh).load()
     except FileNotFoundError:
         raise CheckpointError("missing", path=str(meta)) from None
     except (pickle.UnpicklingError, EOFError, ValueError) as exc:
@@ -114,19 +112,5 @@ def check(src: Path) -> dict[str, Any]:
                               path=str(meta)) from None
     common = src / MCORE / "common.pt"
     if common.exists():
-        _load_plain(common)
+        load_plain(common)
     return state
-
-
-def _load_plain(f: Path) -> Any:
-    from r1zero.host.errors import CheckpointError
-
-    try:
-        return torch.load(f, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError("missing", path=str(f)) from None
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError("refused: r1zero never unpickles objects other than tensors, "
-                              f"numbers, strings, lists and dicts ({exc})", path=str(f)) from None
-    except Exception as exc:  # noqa: BLE001 - truncated zip, empty file, bad magic ...
-        raise CheckpointError(f"unreadable: {type(exc).__name__}: {exc}", path=str(f)) from None

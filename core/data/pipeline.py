@@ -18,7 +18,8 @@ import attrs
 
 from r1zero.host.errors import ConfigError
 
-from r1zero.host.registry import get_backend, get_handler, get_scorers, get_template
+from r1zero.data.templates import get_template
+from r1zero.host.registry import get_backend, get_handler, get_scorers
 
 
 @attrs.frozen
@@ -57,7 +58,7 @@ def prepare(run: Resolved, force: bool = False, skip_bad_rows: bool | None = Non
     An output whose manifest matches the inputs is reused unless ``force``."""
     from r1zero.config.load import to_dict
     from r1zero.data.preprocess import preprocess
-    from r1zero.trainer.prompts import output_dir
+    from r1zero.data.prompts import output_dir
 
     cfg = run.cfg
     if not cfg.data.input:

@@ -1,6 +1,6 @@
 """Sharded train engine: PyTorch FSDP2 (``fully_shard``) with optional DTensor tensor parallel.
 
-``FSDPTrainEngine`` has the interface documented in ``trainer.engine`` (``actor.engine: fsdp``;
+``FSDPTrainEngine`` has the interface documented in ``engines.torch_engine`` (``actor.engine: fsdp``;
 the default when a run has more than one rank). Every rank of a ``torch.distributed`` group
 builds it with the same arguments:
 
@@ -32,10 +32,10 @@ import torch
 import torch.distributed as tdist
 
 from r1zero.host.errors import ConfigError
-from r1zero.trainer.engine import (ScaledAdamWEngine, load_actor, make_optimizer,
+from r1zero.engines.torch_engine import (ScaledAdamWEngine, load_actor, make_optimizer,
                                    offload_for_rollout, response_logits, set_recompute,
                                    token_logprobs)
-from r1zero.trainer.precision import compute_dtype, make_scaler
+from r1zero.engines.precision import compute_dtype, make_scaler
 
 TP_ARCHS = ("llama", "qwen2", "qwen3")
 

@@ -1,7 +1,7 @@
-"""Training and rollout engines for torch devices (cpu, cuda, npu).
+"""The training engine for one torch device (cpu, cuda, npu), and the engine interface.
 
 The train-engine interface the GRPO trainer calls (``TorchTrainEngine`` on one device,
-``trainer.fsdp_engine.FSDPTrainEngine`` sharded over ranks; other engines implement the same):
+``engines.fsdp.FSDPTrainEngine`` sharded over ranks; other engines implement the same):
 
     model, ref            actor (trained) and frozen reference modules, or ref None
     optimizer, scheduler  torch optimizer and lr schedule over the actor's fp32 master weights
@@ -16,9 +16,8 @@ The train-engine interface the GRPO trainer calls (``TorchTrainEngine`` on one d
     save_state(dir) / load_state(dir)   weights, optimizer, schedule, loss scale
 
 Weights and optimizer state are float32; forwards compute in ``model.dtype``
-(``trainer.precision``). ``SamplerRolloutEngine`` generates with r1zero's lean sampler from the
-actor's own weights when they are usable as they are (colocated, like MindSpeed-RL's integrated
-worker), else from a compute-dtype copy refreshed from ``full_weights()`` after each step.
+(``engines.precision``). Rollout engines (``engines.rollout``, ``engines.vllm``) generate from
+these weights.
 """
 
 from __future__ import annotations
@@ -33,13 +32,14 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-from r1zero.trainer.engine_state import load_engine_state, save_engine_state
-from r1zero.trainer.precision import autocast, clip_and_step, compute_dtype, make_scaler
+from r1zero.engines.precision import autocast, clip_and_step, compute_dtype, make_scaler
+from r1zero.engines.state import load_engine_state, save_engine_state
+
 
 class ScaledAdamWEngine:
     """What the torch and fsdp engines share (each sets ``model``, ``optimizer``,
     ``scheduler``, ``scaler``): the loss-scaled backward, the clipped optimizer step and the
-    engine-state files of ``trainer.engine_state``."""
+    engine-state files of ``engines.state``."""
 
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale_loss(loss).backward()
@@ -263,54 +263,3 @@ class SeqBatch:
         self.prompt_ids = self.input_ids[rows, :self.prompt_width]
         self.prompt_mask = self.attention_mask[rows, :self.prompt_width]
         self.prompt_positions = self.position_ids[rows, :self.prompt_width]
-
-
-class SamplerRolloutEngine:
-    """Generation with ``r1zero.trainer.sampler.Sampler`` from the actor's weights: in place when
-    ``train_engine.weights_in_place``, else from a full copy in the compute dtype that
-    ``sync_weights`` refreshes from ``train_engine.full_weights()`` one tensor at a time."""
-
-    name = "sampler"
-    implements = frozenset({"rollout.min_p"})
-
-    def __init__(self, cfg: Any, train_engine: Any, tokenizer: Any,
-                 stops: Sequence[Sequence[int]]):
-        from r1zero.trainer.sampler import Sampler
-
-        self.cfg, self.train_engine = cfg, train_engine
-        if train_engine.weights_in_place:
-            self.model = train_engine.model
-        else:
-            self.model = rollout_copy(cfg, train_engine.device)
-            self.sync_weights()
-        self.sampler = Sampler(self.model, [tuple(s) for s in stops], train_engine.pad_id)
-
-    def generate(self, prompts: Sequence[Sequence[int]], n: int,
-                 generator: torch.Generator | None = None, seeds: Sequence[int] | None = None):
-        r = self.cfg.rollout
-        phase = getattr(self.train_engine, "rollout_phase", contextlib.nullcontext)
-        with phase():
-            return self.sampler.generate(prompts, n, r.max_response_length,
-                                         temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                                         generator=generator, min_p=r.min_p, seeds=seeds)
-
-    @torch.no_grad()
-    def sync_weights(self) -> None:
-        """Copy the actor's full weights into the sampler's model (nothing to do in place)."""
-        if self.model is self.train_engine.model:
-            return
-        own = self.model.state_dict()
-        for name, tensor in self.train_engine.full_weights():
-            own[name].copy_(tensor)
-
-
-def rollout_copy(cfg: Any, device: torch.device) -> torch.nn.Module:
-    """An empty (weights to be synced) eval-mode model of ``model.path``'s architecture in the
-    compute dtype, on ``device``."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    hf = AutoConfig.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(hf, dtype=compute_dtype(cfg),
-                                                 trust_remote_code=cfg.model.trust_remote_code)
-    return model.eval().requires_grad_(False)

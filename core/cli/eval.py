@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 
+from r1zero.config.load import RECIPE_FILE
 from r1zero.host.errors import ConfigError
 
-RECIPE_FILE = "recipe.yaml"
 
 
 def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
@@ -42,18 +42,6 @@ def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
         return step / "model", p
     raise ConfigError("neither a Hugging Face model directory (no config.json) nor an r1zero "
                       "checkpoint (no model/config.json, no step_* with meta.json)", path=str(p))
-
-
-def write_recipe(cfg: Any, ckpt_dir: str | Path) -> Path:
-    """Save the resolved recipe beside the checkpoints, for ``r1zero eval`` to find."""
-    from r1zero.config.load import dump_yaml
-
-    root = Path(ckpt_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{RECIPE_FILE}.tmp"
-    tmp.write_text(dump_yaml(cfg), encoding="utf-8")
-    tmp.replace(root / RECIPE_FILE)
-    return root / RECIPE_FILE
 
 
 def eval_config(args: argparse.Namespace, model_dir: Path,
@@ -142,7 +130,7 @@ def evaluate_model(cfg: Any, n: int, k: int, temperature: float, out_dir: Path,
     from r1zero.evaluate.generate import answer, summarize
     from r1zero.evaluate.problems import load_problems
     from r1zero.scoring.pool import ScoringPool
-    from r1zero.trainer.pipeline import from_config, stop_sequences
+    from r1zero.data.pipeline import from_config, stop_sequences
     from r1zero.trainer.progress import progress
 
     hf_logging.disable_progress_bar()

@@ -102,7 +102,7 @@ def flatten_outputs(per_prompt: Sequence[Sequence[tuple[Sequence[int], str | Non
     """[prompt][sample] (token_ids, finish_reason) -> (prompt_index, response_ids, finished),
     laid out group after group. finished: the sample stopped on EOS / a stop token
     (vLLM finish_reason "stop") rather than hitting max_tokens ("length"). vLLM keeps the
-    stop token as the last id, as ``r1zero.trainer.sampler.SampleOutput`` specifies."""
+    stop token as the last id, as ``r1zero.engines.sampler.SampleOutput`` specifies."""
     index, responses, finished = [], [], []
     for i, samples in enumerate(per_prompt):
         for token_ids, reason in samples:
@@ -179,7 +179,7 @@ class VLLMRolloutEngine:
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], n: int, generator: Any = None,
                  seeds: Sequence[int] | None = None):
-        from r1zero.trainer.sampler import SampleOutput
+        from r1zero.engines.sampler import SampleOutput
 
         if not self._synced:        # vLLM started from dummy weights
             self.sync_weights()

@@ -51,7 +51,7 @@ def arch_facts(hf: Any) -> dict[str, Any]:
             "qkv_bias": hf.model_type == "qwen2" or bool(getattr(hf, "attention_bias", False)),
             "mla": False, "experts": 0}
     if hf.model_type == "deepseek_v3":
-        from r1zero.trainer.megatron import deepseek
+        from r1zero.engines.megatron import deepseek
 
         return deepseek.facts(hf, base)
     return base
@@ -81,7 +81,7 @@ def transformer_config(f: dict[str, Any], *, tp: int, pp: int, dtype: torch.dtyp
     extra = {**pipeline_split(num_layer_list), **RECOMPUTE[recompute]}
     make = TransformerConfig
     if f.get("mla"):
-        from r1zero.trainer.megatron import deepseek
+        from r1zero.engines.megatron import deepseek
 
         extra.update(deepseek.config_kwargs(f, tp=tp, ep=ep, etp=tp if etp is None else etp))
         make = MLATransformerConfig
@@ -131,7 +131,7 @@ def build_gpt(f: dict[str, Any], config: Any, *, tp: int):
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
     if f.get("mla"):   # dense first layers, then MoE layers (config.moe_layer_freq)
-        from r1zero.trainer.megatron import deepseek
+        from r1zero.engines.megatron import deepseek
 
         spec = deepseek.block_spec(config)
     else:
@@ -179,7 +179,7 @@ def hf_to_mcore(f: dict[str, Any], hf: dict[str, torch.Tensor], tp: int,
     for i in range(f["layers"]):
         h, m = _HF_LAYER.format(i=i), _MC_LAYER.format(i=i)
         if f.get("mla"):
-            from r1zero.trainer.megatron import deepseek
+            from r1zero.engines.megatron import deepseek
 
             layer = deepseek.layer_to_mcore(f, hf, i, tp, tp if etp is None else etp)
             out.update({m + k: v for k, v in layer.items()})
@@ -201,7 +201,7 @@ def mcore_to_hf_layer(f: dict[str, Any], full: dict[str, torch.Tensor], i: int, 
                       etp: int | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """HF-named tensors of layer ``i`` from its full mcore tensors (``full`` keyed by suffix)."""
     if f.get("mla"):
-        from r1zero.trainer.megatron import deepseek
+        from r1zero.engines.megatron import deepseek
 
         yield from deepseek.layer_to_hf(f, full, i, tp, tp if etp is None else etp)
         return
