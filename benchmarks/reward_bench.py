@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import hostile_answers
-
 from r1zero.plugins.rewards.answer_format import answer_region, strict_format_ok
 from r1zero.plugins.rewards.base_acc import BaseAccScorer
 from r1zero.plugins.rewards.math_verify_reward import MathVerifyRewardScorer
@@ -62,7 +61,7 @@ class Timed:
         self.components = (*inner.components, "seconds", "cpu")
         # one forkserver serves both scorers: it warms up the same way for both
         self.preload_modules = (type(inner).__module__, "math_verify",
-                                "r1zero.plugins.rewards.warmup")
+                                "r1zero.plugins.rewards.preload")
         self.in_process, self.in_process_reason = False, ""
 
     def score(self, response: str, ground_truth: str, extra: Mapping[str, Any]) -> dict:
@@ -243,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_report(rows, pairs, runs, rate, args, headroom: float) -> None:
-    import math_verify  # noqa: F401 - for the version line
     from importlib.metadata import version
+
+    import math_verify  # noqa: F401 - for the version line
     print(f"reward_bench: r1zero base_acc vs plain math-verify {version('math-verify')} on "
           f"{len(rows)} responses of ../shared/bench/responses.jsonl")
     print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python "

@@ -2,7 +2,6 @@
 
 Four kinds of piece are registered through the ``register_algorithms`` hook, each an object
 with a ``name`` and a ``kind``:
-
 - ``AlgorithmSpec`` (kind ``algorithm``): a named recipe of pieces and defaults (``grpo``,
   ``dr_grpo``, ``dapo``, ``gspo``), picked by ``algorithm.name``;
 - ``AdvantageEstimator`` (``advantage_estimator``): (rewards, groups, section) -> advantages;
@@ -17,13 +16,15 @@ micro-batch (the one objective, ``r1zero.algo.loss.objective``) and ``kl_ctrl``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import attrs
+from r1zero.algo.loss import objective
+from r1zero.host.errors import ConfigError, PluginError
 from torch import Tensor
 
-from r1zero.algo.loss import objective
-from r1zero.host.errors import ConfigError
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 # the value of each preset-able key when neither the recipe nor the algorithm sets it
 DEFAULTS: dict[str, Any] = {"loss_agg": "token-mean", "clip_ratio": 0.2, "clip_ratio_high": None,
@@ -93,15 +94,13 @@ class Algorithm:
 
 
 def _piece(host: Any, kind: str, name: str, key: str) -> Any:
-    from r1zero.host.errors import PluginError
-
     try:
         return host.get(kind, name)
     except PluginError as exc:
         raise ConfigError(str(exc), key=key) from None
 
 
-def resolve_algorithm(cfg: Any, host: Any) -> Algorithm:
+def resolve_algorithm(cfg: RecipeConfig, host: Any) -> Algorithm:
     """``cfg.algorithm`` with its names looked up in ``host`` and its defaults filled in."""
     a = cfg.algorithm
     spec = _piece(host, "algorithms", a.name, "algorithm.name")

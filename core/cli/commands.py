@@ -6,6 +6,10 @@ import argparse
 import json
 
 from r1zero.config.load import load_config
+from r1zero.engines.megatron import ckpt_convert as convert
+from r1zero.host.errors import ConfigError, R1ZeroError
+from r1zero.trainer import launch
+from r1zero.trainer.ray_runner import run_on_ray
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
@@ -23,8 +27,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     if cfg.ray.enabled:
-        from r1zero.trainer.ray_runner import run_on_ray
-
         history = run_on_ray(cfg, resume=args.resume)
         if history:
             print(f"done: {len(history)} steps on Ray, reward {history[-1]['reward/mean']:.3f}; "
@@ -45,7 +47,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from r1zero.host.errors import R1ZeroError
     from r1zero.engines.state import export_hf
 
     src, out = Path(args.checkpoint), Path(args.out)
@@ -60,12 +61,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    import math
+
     from r1zero.cli.score import run_score
     from r1zero.host.manager import PluginHost
 
-    import math
-
-    from r1zero.host.errors import ConfigError
 
     options = {}
     for item in args.option:
@@ -102,8 +102,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_launch(args: argparse.Namespace) -> int:
     """Print (or write) the script every node runs to form the Ray cluster and train, after the
     layout plan passes: a recipe that cannot run is refused before any node starts."""
-    from r1zero.trainer import launch
-
     backend, cfg = _backend_and_config(args)
     backend.validate_layout(cfg)
     script = launch.node_script(backend, cfg, args.config, master_addr=args.master_addr,
@@ -111,7 +109,6 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if args.output:
         from pathlib import Path
 
-        from r1zero.host.errors import ConfigError
 
         try:
             Path(args.output).write_text(script)
@@ -130,7 +127,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     or with ``--in-process`` convert here with megatron-core (``engines.megatron.convert``)."""
     import shlex
 
-    from r1zero.engines.megatron import ckpt_convert as convert
 
     _, cfg = _backend_and_config(args)
     if getattr(args, "in_process", None):

@@ -17,12 +17,16 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
-
+from typing import TYPE_CHECKING, Any
 
 from r1zero.config.load import RECIPE_FILE
+from r1zero.evaluate.generate import answer, summarize
 from r1zero.host.errors import ConfigError
+from r1zero.scoring.pool import ScoringPool
+from r1zero.trainer.progress import progress
 
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
@@ -119,19 +123,15 @@ def summary_line(s: dict[str, Any]) -> str:
             f"format {fmt_text}, response length {s['response_length']:.1f}")
 
 
-def evaluate_model(cfg: Any, n: int, k: int, temperature: float, out_dir: Path,
+def evaluate_model(cfg: RecipeConfig, n: int, k: int, temperature: float, out_dir: Path,
                    limit: int | None = None, batch_size: int = 32, seed: int = 0) -> dict:
     """Build the backend's engines for ``cfg.model``, answer and score ``cfg.data.input``, write
     ``out_dir/responses.jsonl``; returns the summary."""
     import torch
+    from r1zero.data.pipeline import from_config, stop_sequences
+    from r1zero.evaluate.problems import load_problems
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
-
-    from r1zero.evaluate.generate import answer, summarize
-    from r1zero.evaluate.problems import load_problems
-    from r1zero.scoring.pool import ScoringPool
-    from r1zero.data.pipeline import from_config, stop_sequences
-    from r1zero.trainer.progress import progress
 
     hf_logging.disable_progress_bar()
     run = from_config(cfg)

@@ -9,9 +9,12 @@ that acts. A new engine (FSDP, Megatron, ...) opts in by listing the keys it imp
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1zero.host.errors import ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 # key -> the value (or tuple of values) that asks nothing of the engine
 TRAIN_ENGINE_KEYS: dict[str, Any] = {
@@ -39,12 +42,12 @@ ROLLOUT_ENGINE_KEYS: dict[str, Any] = {
 }
 
 
-def _value(cfg: Any, key: str) -> Any:
+def _value(cfg: RecipeConfig, key: str) -> Any:
     section, name = key.split(".")
     return getattr(getattr(cfg, section), name)
 
 
-def unimplemented(cfg: Any, engine: type, table: dict[str, Any]) -> list[str]:
+def unimplemented(cfg: RecipeConfig, engine: type, table: dict[str, Any]) -> list[str]:
     """``"<key>: <value> is not implemented by engine '<name>'"`` for each set key of
     ``table`` that ``engine`` does not list in ``implements``."""
     implements = getattr(engine, "implements", frozenset())
@@ -55,7 +58,7 @@ def unimplemented(cfg: Any, engine: type, table: dict[str, Any]) -> list[str]:
             and key not in implements]
 
 
-def refuse_unimplemented(cfg: Any, train_engine: type, rollout_engine: type) -> None:
+def refuse_unimplemented(cfg: RecipeConfig, train_engine: type, rollout_engine: type) -> None:
     """One ``ConfigError`` listing every set key the chosen engines do not act on."""
     problems = (unimplemented(cfg, train_engine, TRAIN_ENGINE_KEYS)
                 + unimplemented(cfg, rollout_engine, ROLLOUT_ENGINE_KEYS))

@@ -12,7 +12,6 @@ from typing import Any, Iterable, Mapping
 
 import attrs
 import yaml
-
 from r1zero.config.recipe import RecipeConfig
 from r1zero.host.errors import ConfigError
 
@@ -224,18 +223,18 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
+def to_dict(cfg: RecipeConfig) -> dict[str, Any]:
     return attrs.asdict(cfg, recurse=True)
 
 
-def dump_yaml(cfg: Any) -> str:
+def dump_yaml(cfg: RecipeConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
 
 
 RECIPE_FILE = "recipe.yaml"
 
 
-def write_recipe(cfg: Any, ckpt_dir: str | Path) -> Path:
+def write_recipe(cfg: RecipeConfig, ckpt_dir: str | Path) -> Path:
     """Save the resolved recipe beside the checkpoints, for ``r1zero eval`` to find."""
     root = Path(ckpt_dir)
     root.mkdir(parents=True, exist_ok=True)

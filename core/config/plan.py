@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from attrs import asdict, field, frozen
-
 from r1zero.config import layout as L
 from r1zero.config import memory as M
 from r1zero.host.errors import ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 GIB = 1024 ** 3
 
@@ -54,7 +56,7 @@ class Plan:
         return render(self)
 
 
-def model_arch(cfg: Any) -> dict[str, Any]:
+def model_arch(cfg: RecipeConfig) -> dict[str, Any]:
     """The model's ``config.json`` (when ``model.path`` has one) under ``model.arch``."""
     arch: dict[str, Any] = {}
     path = Path(cfg.model.path) / "config.json" if cfg.model.path else None
@@ -87,7 +89,7 @@ class _Checks:
         self.failures.append({"key": key, "message": message})
 
 
-def make_plan(cfg: Any, world: int, *, backend: str = "", device_memory: int | None = None,
+def make_plan(cfg: RecipeConfig, world: int, *, backend: str = "", device_memory: int | None = None,
               node_error: ConfigError | None = None) -> Plan:
     """Apply every layout rule and the memory model to ``cfg`` on ``world`` devices."""
     a, r = cfg.actor, cfg.rollout
@@ -125,7 +127,7 @@ def make_plan(cfg: Any, world: int, *, backend: str = "", device_memory: int | N
     return Plan(backend, world, engine, actor, rollout, memory, device_memory, checks.failures)
 
 
-def _rollout(checks: _Checks, cfg: Any, world: int, n_experts: int | None) -> dict[str, Any]:
+def _rollout(checks: _Checks, cfg: RecipeConfig, world: int, n_experts: int | None) -> dict[str, Any]:
     r = cfg.rollout
     out: dict[str, Any] = {"tp": r.tensor_parallel, "pp": r.pipeline_parallel,
                            "ep": r.expert_parallel}
@@ -146,7 +148,7 @@ def _engine_bytes(engine: str, dtype_bytes: int) -> tuple[int, int]:
     return M.GRAD_BYTES, M.OPTIM_BYTES
 
 
-def _memory(checks: _Checks, cfg: Any, arch: dict, engine: str, stages: list[int] | None,
+def _memory(checks: _Checks, cfg: RecipeConfig, arch: dict, engine: str, stages: list[int] | None,
             actor: dict, rollout: dict, device_memory: int | None) -> dict[str, Any]:
     a, r = cfg.actor, cfg.rollout
     needed = ("hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")

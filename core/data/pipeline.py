@@ -12,20 +12,23 @@ returns is passed inward: nothing below looks a plugin up again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-
-from r1zero.host.errors import ConfigError
-
+from r1zero.data.preprocess import preprocess
+from r1zero.data.prompts import output_dir
 from r1zero.data.templates import get_template
+from r1zero.host.errors import ConfigError
 from r1zero.host.registry import get_backend, get_handler, get_scorers
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 @attrs.frozen
 class Resolved:
     """A recipe with every plugin name resolved (the argument of ``GRPOTrainer``)."""
-    cfg: Any
+    cfg: RecipeConfig
     host: Any
     backend: Any
     template: Any
@@ -34,7 +37,7 @@ class Resolved:
     algorithm: Any           # r1zero.algo.algorithm.Algorithm
 
 
-def resolve(cfg: Any, host: Any) -> Resolved:
+def resolve(cfg: RecipeConfig, host: Any) -> Resolved:
     """``cfg`` (a ``RecipeConfig``) with its plugin names looked up in ``host``."""
     from r1zero.algo.algorithm import resolve_algorithm
 
@@ -46,7 +49,7 @@ def resolve(cfg: Any, host: Any) -> Resolved:
     return Resolved(cfg, host, backend, template, handler, scorers, algorithm)
 
 
-def from_config(cfg: Any) -> Resolved:
+def from_config(cfg: RecipeConfig) -> Resolved:
     """``resolve`` with the host the config's ``plugins:`` section describes."""
     from r1zero.host.registry import host_for
 
@@ -57,8 +60,6 @@ def prepare(run: Resolved, force: bool = False, skip_bad_rows: bool | None = Non
     """The preprocessing stage: ``data.input`` -> the dataset on disk; returns its manifest.
     An output whose manifest matches the inputs is reused unless ``force``."""
     from r1zero.config.load import to_dict
-    from r1zero.data.preprocess import preprocess
-    from r1zero.data.prompts import output_dir
 
     cfg = run.cfg
     if not cfg.data.input:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import attrs
-
 from r1zero.data.preprocess import load_preprocessed
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 @attrs.frozen
@@ -28,7 +30,7 @@ class Dataset:
     manifest: Any            # r1zero.data.preprocess.Manifest
 
 
-def output_dir(cfg: Any) -> Path:
+def output_dir(cfg: RecipeConfig) -> Path:
     """Where ``r1zero preprocess`` writes for this config (``data.output`` or beside input)."""
     if cfg.data.output:
         return Path(cfg.data.output)

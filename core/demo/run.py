@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
+from r1zero.demo.arith import demo_records
 
 RECIPE = Path(__file__).with_name("recipe.yaml")
 
@@ -51,8 +52,6 @@ def write_problems(path: Path, n: int, seed: int, exclude: Path | None = None) -
     """n demo problems; with ``exclude``, n distinct ones none of which is a problem of that
     file (the demo's problem space is small: ~1 draw in 400 is new after 4096 training draws,
     so up to ``HELD_OUT_DRAWS`` candidates are drawn)."""
-    from r1zero.demo.arith import demo_records
-
     if exclude is None:
         records = demo_records(n, seed=seed)
     else:

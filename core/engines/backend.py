@@ -9,9 +9,15 @@ training and rollout engines. It holds no training logic.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+from r1zero.config.engine_keys import refuse_unimplemented
+from r1zero.config.layout import check_node_devices, resolve_engine
+from r1zero.config.plan import make_plan
 from r1zero.host.errors import BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 class Backend:
@@ -29,32 +35,29 @@ class Backend:
         if not ok:
             raise BackendUnavailable(self.name, reason)
 
-    def env_vars(self, cfg: Any) -> dict[str, str]:
+    def env_vars(self, cfg: RecipeConfig) -> dict[str, str]:
         """Environment for this process and Ray workers (config ``backend.env`` wins)."""
         return dict(cfg.backend.env)
 
-    def setup(self, cfg: Any) -> None:
+    def setup(self, cfg: RecipeConfig) -> None:
         """Called once in each process before engines are built."""
         for key, value in self.env_vars(cfg).items():
             os.environ.setdefault(key, str(value))
 
     max_devices_per_node: int | None = None   # a node's device count, when fixed (A3: 16)
 
-    def per_node(self, cfg: Any) -> int:
+    def per_node(self, cfg: RecipeConfig) -> int:
         return cfg.backend.devices_per_node or self.devices_per_node
 
-    def world_size(self, cfg: Any) -> int:
+    def world_size(self, cfg: RecipeConfig) -> int:
         return cfg.backend.num_nodes * self.per_node(cfg)
 
     def device_memory(self) -> int | None:
         """Bytes of one device, for the plan's memory checks; None when unknown."""
         return None
 
-    def plan(self, cfg: Any) -> Any:
+    def plan(self, cfg: RecipeConfig) -> Any:
         """The recipe's layout on this backend (``r1zero.config.plan.Plan``), failures listed."""
-        from r1zero.config.layout import check_node_devices
-        from r1zero.config.plan import make_plan
-
         node_error = None
         try:
             check_node_devices(cfg.backend.num_nodes, self.per_node(cfg), self.max_devices_per_node)
@@ -63,18 +66,16 @@ class Backend:
         return make_plan(cfg, self.world_size(cfg), backend=self.name,
                          device_memory=self.device_memory(), node_error=node_error)
 
-    def validate_layout(self, cfg: Any) -> Any:
+    def validate_layout(self, cfg: RecipeConfig) -> Any:
         """The plan, or one ``ConfigError`` naming every failing check with its numbers."""
         return self.plan(cfg).require()
 
-    def train_engine_class(self, cfg: Any, world: int = 1) -> type:
+    def train_engine_class(self, cfg: RecipeConfig, world: int = 1) -> type:
         """The class ``make_train_engine`` builds for this recipe on ``world`` ranks: torch on
         one, fsdp on more or with tensor parallel, megatron for pipeline or expert parallel or
         when asked (``config.layout.resolve_engine``). Its
         ``name`` and ``implements`` (``r1zero.config.engine_keys``) are checked before it is
         built."""
-        from r1zero.config.layout import resolve_engine
-
         a = cfg.actor
         engine = resolve_engine(a.engine, a.tensor_parallel, a.pipeline_parallel,
                                 a.expert_parallel, world)
@@ -101,7 +102,7 @@ class Backend:
 
         return TorchTrainEngine
 
-    def make_train_engine(self, cfg: Any, tokenizer: Any, dist: Any = None) -> Any:
+    def make_train_engine(self, cfg: RecipeConfig, tokenizer: Any, dist: Any = None) -> Any:
         """``dist``: this rank's ``trainer.dist.DataParallel`` (its device mesh), None in a
         one-process run."""
         cls = self.train_engine_class(cfg, dist.world if dist is not None else 1)
@@ -115,7 +116,7 @@ class Backend:
                        mesh=dist.mesh if dist is not None else None)
         return cls(cfg, tokenizer, device=self.torch_device())
 
-    def rollout_engine_class(self, cfg: Any) -> type:
+    def rollout_engine_class(self, cfg: RecipeConfig) -> type:
         """The class ``make_rollout_engine`` builds: r1zero's lean sampler here."""
         from r1zero.engines.rollout import SamplerRolloutEngine
 
@@ -124,16 +125,14 @@ class Backend:
                               "which generates with 'sampler'", key="rollout.engine")
         return SamplerRolloutEngine
 
-    def make_rollout_engine(self, cfg: Any, train_engine: Any, tokenizer: Any,
+    def make_rollout_engine(self, cfg: RecipeConfig, train_engine: Any, tokenizer: Any,
                             stops: Sequence[Sequence[int]]) -> Any:
         """The generator. ``stops``: what ends a sample, each as token ids -- EOS and the
         template's stop words (a word may be several tokens)."""
         return self.rollout_engine_class(cfg)(cfg, train_engine, tokenizer, stops)
 
-    def refuse_unimplemented(self, cfg: Any, world: int = 1) -> None:
+    def refuse_unimplemented(self, cfg: RecipeConfig, world: int = 1) -> None:
         """A ``ConfigError`` naming every set key the chosen engines do not act on."""
-        from r1zero.config.engine_keys import refuse_unimplemented
-
         refuse_unimplemented(cfg, self.train_engine_class(cfg, world),
                              self.rollout_engine_class(cfg))
 

@@ -26,16 +26,24 @@ gives every rank the same number of micro-batches.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 import torch.distributed as tdist
-
-from r1zero.host.errors import ConfigError
-from r1zero.engines.torch_engine import (ScaledAdamWEngine, load_actor, make_optimizer,
-                                   offload_for_rollout, response_logits, set_recompute,
-                                   token_logprobs)
 from r1zero.engines.precision import compute_dtype, make_scaler
+from r1zero.engines.torch_engine import (
+    ScaledAdamWEngine,
+    load_actor,
+    make_optimizer,
+    offload_for_rollout,
+    response_logits,
+    set_recompute,
+    token_logprobs,
+)
+from r1zero.host.errors import ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 TP_ARCHS = ("llama", "qwen2", "qwen3")
 
@@ -100,8 +108,13 @@ def shard(model: torch.nn.Module, mesh, dtype: torch.dtype, sharded: bool = True
           offload: bool = False) -> torch.nn.Module:
     """Tensor parallel (when ``mesh`` has a tp dim), then ``fully_shard`` per decoder layer and
     at the root over the dp ranks. ``sharded`` False replicates instead (shard group of 1)."""
-    from torch.distributed.fsdp import (CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy,
-                                        OffloadPolicy, fully_shard)
+    from torch.distributed.fsdp import (
+        CPUOffloadPolicy,
+        FSDPModule,
+        MixedPrecisionPolicy,
+        OffloadPolicy,
+        fully_shard,
+    )
 
     if "tp" in (mesh.mesh_dim_names or ()):
         apply_tp(model, mesh["tp"])
@@ -136,7 +149,7 @@ class FSDPTrainEngine(ScaledAdamWEngine):
     reduces_grads = True
     weights_in_place = False
 
-    def __init__(self, cfg: Any, tokenizer: Any, device: str = "cpu", mesh: Any = None):
+    def __init__(self, cfg: RecipeConfig, tokenizer: Any, device: str = "cpu", mesh: Any = None):
         self.cfg, self.device = cfg, torch.device(device)
         self.compute_dtype = compute_dtype(cfg)
         self.scaler = make_scaler(cfg)
@@ -173,7 +186,7 @@ class FSDPTrainEngine(ScaledAdamWEngine):
         return offload_for_rollout(self, skip=offload_applies(self.cfg, self.device.type))
 
 
-def offload_applies(cfg: Any, device_type: str) -> bool:
+def offload_applies(cfg: RecipeConfig, device_type: str) -> bool:
     """FSDP2 CPU offload for the whole run: an accelerator run with ``offload_train_params``,
     ``_grads`` and ``_optimizer`` all set (FSDP2 keeps the three together on the host)."""
     r = cfg.rollout
@@ -181,7 +194,7 @@ def offload_applies(cfg: Any, device_type: str) -> bool:
         r.offload_train_optimizer
 
 
-def check_fsdp_config(cfg: Any) -> None:
+def check_fsdp_config(cfg: RecipeConfig) -> None:
     """Refuse, naming key and engine, what this engine does not implement."""
     a = cfg.actor
     for key, value in (("pipeline_parallel", a.pipeline_parallel),

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
+from r1zero.host.errors import ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def compute_dtype(cfg: Any) -> torch.dtype:
+def compute_dtype(cfg: RecipeConfig) -> torch.dtype:
     return DTYPES[cfg.model.dtype]
 
 
@@ -34,7 +38,6 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 class LossScaler:
     """Dynamic loss scale for float16 compute; inert (scale 1, never skips) otherwise."""
-
     def __init__(self, enabled: bool, initial: float | None = None, growth_interval: int = 1000,
                  factor: float = 2.0, min_scale: float = 1.0):
         self.enabled = enabled
@@ -74,10 +77,8 @@ class LossScaler:
         self.good_steps, self.skipped = int(state["good_steps"]), int(state["skipped"])
 
 
-def make_scaler(cfg: Any) -> LossScaler:
+def make_scaler(cfg: RecipeConfig) -> LossScaler:
     """The loss scaler ``model.dtype`` calls for; ``actor.initial_loss_scale`` needs float16."""
-    from r1zero.host.errors import ConfigError
-
     init = cfg.actor.initial_loss_scale
     fp16 = cfg.model.dtype == "float16"
     if init is not None and not fp16:

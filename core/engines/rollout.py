@@ -5,12 +5,14 @@ worker), else from a compute-dtype copy refreshed from ``full_weights()`` after 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
-
 from r1zero.engines.precision import compute_dtype
 from r1zero.engines.sampler import Sampler
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 class SamplerRolloutEngine:
@@ -21,7 +23,7 @@ class SamplerRolloutEngine:
     name = "sampler"
     implements = frozenset({"rollout.min_p"})
 
-    def __init__(self, cfg: Any, train_engine: Any, tokenizer: Any,
+    def __init__(self, cfg: RecipeConfig, train_engine: Any, tokenizer: Any,
                  stops: Sequence[Sequence[int]]):
         self.cfg, self.train_engine = cfg, train_engine
         if train_engine.weights_in_place:
@@ -50,7 +52,7 @@ class SamplerRolloutEngine:
             own[name].copy_(tensor)
 
 
-def rollout_copy(cfg: Any, device: torch.device) -> torch.nn.Module:
+def rollout_copy(cfg: RecipeConfig, device: torch.device) -> torch.nn.Module:
     """An empty (weights to be synced) eval-mode model of ``model.path``'s architecture in the
     compute dtype, on ``device``."""
     from transformers import AutoConfig, AutoModelForCausalLM

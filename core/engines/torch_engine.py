@@ -28,19 +28,21 @@ import functools
 import inspect
 import math
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import torch
-
 from r1zero.engines.precision import autocast, clip_and_step, compute_dtype, make_scaler
 from r1zero.engines.state import load_engine_state, save_engine_state
+from r1zero.host.errors import ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 class ScaledAdamWEngine:
     """What the torch and fsdp engines share (each sets ``model``, ``optimizer``,
     ``scheduler``, ``scaler``): the loss-scaled backward, the clipped optimizer step and the
     engine-state files of ``engines.state``."""
-
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale_loss(loss).backward()
 
@@ -57,7 +59,6 @@ class ScaledAdamWEngine:
 class TorchTrainEngine(ScaledAdamWEngine):
     """The actor on one device: fp32 master weights, autocast to ``model.dtype``. ``name`` and
     ``implements`` declare the optional recipe keys it acts on (``r1zero.config.engine_keys``)."""
-
     name = "torch"
     implements: frozenset[str] = frozenset({
         "actor.recompute", "actor.initial_loss_scale", "actor.use_dynamic_bsz",
@@ -66,7 +67,7 @@ class TorchTrainEngine(ScaledAdamWEngine):
 
     reduces_grads = False
 
-    def __init__(self, cfg: Any, tokenizer: Any, device: str = "cpu"):
+    def __init__(self, cfg: RecipeConfig, tokenizer: Any, device: str = "cpu"):
         self.cfg, self.device = cfg, torch.device(device)
         self.compute_dtype = compute_dtype(cfg)
         self.scaler = make_scaler(cfg)
@@ -124,7 +125,7 @@ def _move_train_state(engine: Any, device: Any, params: bool, optimizer: bool) -
         torch.cuda.empty_cache()
 
 
-def load_actor(cfg: Any) -> torch.nn.Module:
+def load_actor(cfg: RecipeConfig) -> torch.nn.Module:
     """The HF model of ``model.path`` in float32 (the master weights), train mode, no KV cache."""
     from transformers import AutoModelForCausalLM
 
@@ -134,11 +135,9 @@ def load_actor(cfg: Any) -> torch.nn.Module:
     return model.train()
 
 
-def set_recompute(model: torch.nn.Module, cfg: Any, engine: str) -> bool:
+def set_recompute(model: torch.nn.Module, cfg: RecipeConfig, engine: str) -> bool:
     """``actor.recompute: full`` -> activation checkpointing of every decoder layer (recomputed
     in backward). Returns whether forwards may share a prompt's KV cache (not under recompute)."""
-    from r1zero.host.errors import ConfigError
-
     mode = cfg.actor.recompute
     if mode == "selective":
         raise ConfigError(f"recompute 'selective' is not implemented by the {engine} engine; use "
@@ -149,7 +148,7 @@ def set_recompute(model: torch.nn.Module, cfg: Any, engine: str) -> bool:
     return mode == "none"
 
 
-def make_optimizer(cfg: Any, params: Iterable[torch.nn.Parameter]):
+def make_optimizer(cfg: RecipeConfig, params: Iterable[torch.nn.Parameter]):
     """AdamW over ``params`` and its lr schedule (``lr_lambda``)."""
     a = cfg.actor
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_eps,
@@ -232,7 +231,6 @@ class SeqBatch:
     ``prompt_positions`` (G, P) and ``row_prompt`` (B,), each row's prompt; ``shared`` is
     True when G < B.
     """
-
     def __init__(self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
                  pad_id: int, device: torch.device):
         b = len(prompts)

@@ -19,9 +19,12 @@ tp 1) is reached through ``llm.llm_engine.model_executor.driver_worker.model_run
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from r1zero.host.errors import BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 def use_vllm(engine: str, vllm_error: str | None, backend: str, module: str = "vllm") -> bool:
@@ -35,7 +38,7 @@ def use_vllm(engine: str, vllm_error: str | None, backend: str, module: str = "v
     return engine == "auto" and vllm_error is None
 
 
-def llm_kwargs(cfg: Any) -> dict[str, Any]:
+def llm_kwargs(cfg: RecipeConfig) -> dict[str, Any]:
     """Keyword arguments of ``vllm.LLM`` from the config (model, parallel sizes, memory).
 
     vLLM reads only the architecture from the HF directory (``model.tokenizer``, else
@@ -71,7 +74,7 @@ def llm_kwargs(cfg: Any) -> dict[str, Any]:
     return kw
 
 
-def sampling_kwargs(cfg: Any, n: int, stop_token_ids: Sequence[int],
+def sampling_kwargs(cfg: RecipeConfig, n: int, stop_token_ids: Sequence[int],
                     seed: int | None = None) -> dict[str, Any]:
     """Keyword arguments of one ``vllm.SamplingParams``: n samples of at most
     max_response_length tokens, token ids only (no detokenisation)."""
@@ -163,7 +166,7 @@ class VLLMRolloutEngine:
         "rollout.expert_parallel", "rollout.max_num_seqs", "rollout.max_model_len",
         "rollout.max_num_batched_tokens", "rollout.gpu_memory_utilization", "rollout.enforce_eager"})
 
-    def __init__(self, cfg: Any, train_engine: Any, tokenizer: Any,
+    def __init__(self, cfg: RecipeConfig, train_engine: Any, tokenizer: Any,
                  stops: Sequence[Sequence[int]]):
         # apply_model ships LoadWeights to worker processes; vLLM V1 refuses to pickle
         # arbitrary objects unless this is set.

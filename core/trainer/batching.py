@@ -8,12 +8,15 @@ of a fixed ``micro_batch_size``; a sequence longer than the budget forms a chunk
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from r1zero.host.errors import ConfigError
 
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
-def check_dynamic_bsz(cfg: Any) -> None:
+
+def check_dynamic_bsz(cfg: RecipeConfig) -> None:
     """The two keys act together: each alone is refused, by name."""
     a = cfg.actor
     if a.use_dynamic_bsz and not a.max_packing_token_size:

@@ -14,25 +14,27 @@ import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
-
 from r1zero.algo.filters import varied_groups
 from r1zero.config.load import write_recipe
+from r1zero.data.pipeline import Resolved, from_config, prepare, stop_sequences
+from r1zero.data.prompts import Dataset, load_dataset, output_dir
 from r1zero.host.errors import CheckpointError
 from r1zero.scoring.pool import ScoringPool
 from r1zero.trainer import checkpoint, guards, preflight
 from r1zero.trainer.batching import check_dynamic_bsz
 from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
-from r1zero.data.pipeline import Resolved, from_config, prepare, stop_sequences
 from r1zero.trainer.progress import progress
-from r1zero.data.prompts import Dataset, load_dataset, output_dir
 from r1zero.trainer.samples import Samples
 from r1zero.trainer.update import PolicyUpdate
 from r1zero.trainer.validate import Validation
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 log = logging.getLogger("r1zero.train")
 
@@ -97,7 +99,7 @@ class GRPOTrainer(PolicyUpdate):
         self.timings: dict[str, float] = {}
 
     @classmethod
-    def from_config(cls, cfg: Any, resume: bool = False) -> "GRPOTrainer":
+    def from_config(cls, cfg: RecipeConfig, resume: bool = False) -> "GRPOTrainer":
         """A trainer for ``cfg`` with the plugin host its ``plugins:`` section describes."""
         return cls(from_config(cfg), resume=resume)
 
@@ -299,7 +301,7 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _progress(cfg: Any, start: int):
+def _progress(cfg: RecipeConfig, start: int):
     if not cfg.logging.progress:
         return None
     return progress(cfg.actor.train_iters, start, cfg.name, "step", every=cfg.logging.log_interval)

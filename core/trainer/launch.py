@@ -19,7 +19,12 @@ import re
 import shlex
 import subprocess
 import time
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from r1zero.host.errors import BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 DEFAULT_PORT = 6766          # MindSpeed-RL's script; its manual variant uses 6344
 DASHBOARD_PORT = 8260
@@ -27,11 +32,11 @@ DASHBOARD_PORT = 8260
 LAUNCH_ENV = {"RAY_DEDUP_LOGS": "0"}
 
 
-def per_node(backend: Any, cfg: Any) -> int:
+def per_node(backend: Any, cfg: RecipeConfig) -> int:
     return cfg.backend.devices_per_node or backend.devices_per_node
 
 
-def resource_flags(backend: Any, cfg: Any) -> list[str]:
+def resource_flags(backend: Any, cfg: RecipeConfig) -> list[str]:
     """How a node declares its devices: ``--num-gpus`` / ``--num-cpus`` for the resources Ray
     knows by flag, ``--resources={"NPU": 16}`` for any other name."""
     n, res = per_node(backend, cfg), backend.ray_resource
@@ -42,14 +47,14 @@ def resource_flags(backend: Any, cfg: Any) -> list[str]:
     return ["--resources=" + json.dumps({res: n})]
 
 
-def head_command(backend: Any, cfg: Any, *, master_addr: str, node_ip: str | None = None,
+def head_command(backend: Any, cfg: RecipeConfig, *, master_addr: str, node_ip: str | None = None,
                  port: int = DEFAULT_PORT, dashboard_port: int = DASHBOARD_PORT) -> list[str]:
     return ["ray", "start", "--head", f"--port={port}", f"--dashboard-host={master_addr}",
             f"--node-ip-address={node_ip or master_addr}", f"--dashboard-port={dashboard_port}",
             *resource_flags(backend, cfg)]
 
 
-def worker_command(backend: Any, cfg: Any, *, master_addr: str, node_ip: str | None = None,
+def worker_command(backend: Any, cfg: RecipeConfig, *, master_addr: str, node_ip: str | None = None,
                    port: int = DEFAULT_PORT) -> list[str]:
     cmd = ["ray", "start", f"--address={master_addr}:{port}"]
     if node_ip:
@@ -57,7 +62,7 @@ def worker_command(backend: Any, cfg: Any, *, master_addr: str, node_ip: str | N
     return cmd + resource_flags(backend, cfg)
 
 
-def expected_resources(backend: Any, cfg: Any) -> dict[str, float]:
+def expected_resources(backend: Any, cfg: RecipeConfig) -> dict[str, float]:
     """What the whole cluster must report before training starts, e.g. {"NPU": 384}."""
     return {backend.ray_resource: float(cfg.backend.num_nodes * per_node(backend, cfg))}
 
@@ -70,7 +75,7 @@ def cluster_ready(resources: Mapping[str, float], expected: Mapping[str, float])
     return False, "; ".join(f"{k}: {have:g} of {want:g} registered" for k, (have, want) in short.items())
 
 
-def runtime_env(backend: Any, cfg: Any) -> dict[str, Any]:
+def runtime_env(backend: Any, cfg: RecipeConfig) -> dict[str, Any]:
     """Ray ``runtime_env`` for workers: the backend's env vars, then ``ray.runtime_env``
     (whose own ``env_vars`` win key by key)."""
     extra = dict(cfg.ray.runtime_env)
@@ -91,8 +96,6 @@ _HOST = re.compile(r"[A-Za-z0-9_.:\-\[\]%]+")
 
 
 def check_env_key(key: Any, where: str) -> None:
-    from r1zero.host.errors import ConfigError
-
     if not isinstance(key, str) or not _ENV_KEY.fullmatch(key):
         raise ConfigError(f"environment variable name {key!r} is not a shell identifier "
                           "(letters, digits, '_'; not starting with a digit)", key=where)
@@ -100,15 +103,13 @@ def check_env_key(key: Any, where: str) -> None:
 
 def check_address(master_addr: str, port: int) -> None:
     """A host name or IP address and a TCP port, refused otherwise (they go into the script)."""
-    from r1zero.host.errors import ConfigError
-
     if not _HOST.fullmatch(master_addr or "") or master_addr.startswith("-"):
         raise ConfigError(f"{master_addr!r} is not a host name or IP address", key="--master-addr")
     if not 1 <= port <= 65535:
         raise ConfigError(f"port {port} is outside 1..65535", key="--port")
 
 
-def node_script(backend: Any, cfg: Any, config_path: str, *, master_addr: str,
+def node_script(backend: Any, cfg: RecipeConfig, config_path: str, *, master_addr: str,
                 port: int = DEFAULT_PORT, wait_timeout_s: int = 1800,
                 overrides: Sequence[str] = ()) -> str:
     """The bash script every node runs. The node whose IP is ``master_addr`` is the head.
@@ -165,7 +166,6 @@ def wait_for_cluster(expected: Mapping[str, float], timeout_s: float = 1800,
     """Connect to the running cluster and poll until ``expected`` resources are registered."""
     import ray
 
-    from r1zero.host.errors import BackendUnavailable
 
     ray.init(address=address, ignore_reinit_error=True, logging_level="WARNING")
     deadline = time.monotonic() + timeout_s
@@ -178,7 +178,7 @@ def wait_for_cluster(expected: Mapping[str, float], timeout_s: float = 1800,
         time.sleep(poll_s)
 
 
-def start_local(backend: Any, cfg: Any, num_cpus: int | None = None) -> dict[str, float]:
+def start_local(backend: Any, cfg: RecipeConfig, num_cpus: int | None = None) -> dict[str, float]:
     """Start a one-machine Ray declaring this node's devices under the backend's resource name,
     with the backend's runtime env. Returns ``ray.cluster_resources()``."""
     import ray

@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
+from r1zero.host.errors import ConfigError, DatasetError
+
 log = logging.getLogger("r1zero.metrics")
 # curve file name -> metric keys drawn in it (a key missing from the log is skipped)
 CURVES = {
@@ -92,7 +94,6 @@ def _wandb_run(wcfg: Any, run_config: Any, log_dir: Path, resume_step: int | Non
     try:
         import wandb
     except ImportError as exc:
-        from r1zero.host.errors import ConfigError
 
         raise ConfigError(f"logging.wandb is set but wandb is not importable ({exc}); "
                           f"`pip install wandb` or remove logging.wandb", key="logging.wandb") from exc
@@ -118,8 +119,6 @@ def read_metrics(path: str | Path, repair: bool = False) -> list[dict[str, Any]]
     """The records of a metrics.jsonl. A cut-off last line (a run killed mid-write) is
     dropped with a warning; with ``repair`` it is also removed from the file. Any other
     unreadable line is a ``DatasetError`` naming the file and line."""
-    from r1zero.host.errors import DatasetError
-
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     lines = text.splitlines()
     records = []

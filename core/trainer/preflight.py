@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from r1zero.host.errors import ConfigError, TrainingError
+from r1zero.host.errors import CheckpointError, ConfigError, TrainingError
 
 log = logging.getLogger("r1zero.train")
 LOCK_FILE = ".r1zero.lock"
@@ -57,7 +57,6 @@ def require_writable(dirs: dict[str, str]) -> None:
 
 class RunLock:
     """Exclusive use of some output directories by this process (re-entrant within it)."""
-
     _held: dict[str, list] = {}      # resolved dir -> [fd, count], per process
 
     def __init__(self, dirs: Iterable[str]):
@@ -133,8 +132,6 @@ def start(cfg, resume: bool, lock: bool = True) -> RunLock | None:
     if cfg.model.tokenizer:
         require_local_model(cfg.model.tokenizer, "model.tokenizer")
     if resume and cfg.checkpoint.load and not Path(cfg.checkpoint.load).is_dir():
-        from r1zero.host.errors import CheckpointError
-
         raise CheckpointError("no such checkpoint (not a directory)", path=cfg.checkpoint.load)
     require_writable({"checkpoint.dir": cfg.checkpoint.dir, "logging.dir": cfg.logging.dir})
     return RunLock([cfg.checkpoint.dir, cfg.logging.dir]).acquire() if lock else None

@@ -20,9 +20,21 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from r1zero.data.prompts import load_dataset, output_dir
 from r1zero.host.errors import BackendUnavailable, ConfigError
+from r1zero.trainer import preflight
+from r1zero.trainer.launch import (
+    cluster_ready,
+    expected_resources,
+    per_node,
+    runtime_env,
+    start_local,
+)
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 log = logging.getLogger("r1zero.train")
 PLACEMENT_TIMEOUT_S = 300
@@ -32,7 +44,6 @@ _VISIBLE = {"GPU": "CUDA_VISIBLE_DEVICES", "NPU": "ASCEND_RT_VISIBLE_DEVICES"}
 
 class TrainWorker:
     """Rank ``rank`` of ``world``: a ``GRPOTrainer`` with a ``DataParallel`` helper (a Ray actor)."""
-
     def __init__(self, rank: int, world: int):
         self.rank, self.world = rank, world
         self.trainer: Any = None
@@ -46,13 +57,12 @@ class TrainWorker:
             s.bind(("", 0))
             return ray.util.get_node_ip_address(), s.getsockname()[1]
 
-    def setup(self, cfg: Any, master: tuple[str, int], resume: bool) -> None:
+    def setup(self, cfg: RecipeConfig, master: tuple[str, int], resume: bool) -> None:
         """Resolve ``cfg`` in this process (its plugin host: entry points and local modules),
         join the process group and build the trainer on the dataset the driver prepared."""
+        from r1zero.data.pipeline import from_config
         from r1zero.trainer.dist import DataParallel
         from r1zero.trainer.grpo import GRPOTrainer
-        from r1zero.data.pipeline import from_config
-        from r1zero.data.prompts import load_dataset, output_dir
 
         resolved = from_config(cfg)
         backend = resolved.backend
@@ -105,13 +115,11 @@ def _actor_options(resource: str) -> dict[str, Any]:
 
 class WorkerGroup:
     """``world`` ranks as Ray actors on per-node STRICT_PACK placement groups."""
-
-    def __init__(self, cfg: Any, backend: Any, resume: bool = False):
+    def __init__(self, cfg: RecipeConfig, backend: Any, resume: bool = False):
         import ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from r1zero.trainer.launch import cluster_ready, expected_resources, per_node, runtime_env
 
         self.world = backend.world_size(cfg)
         res, n = backend.ray_resource, per_node(backend, cfg)
@@ -177,12 +185,11 @@ class WorkerGroup:
         self.actors, self.groups = [], []
 
 
-def connect(cfg: Any, backend: Any) -> bool:
+def connect(cfg: RecipeConfig, backend: Any) -> bool:
     """Join ``ray.address`` or start a local Ray; True when this call started it. An already
     initialised Ray (a test's, a notebook's) is used as it is."""
     import ray
 
-    from r1zero.trainer.launch import runtime_env, start_local
 
     if ray.is_initialized():
         return False
@@ -194,11 +201,9 @@ def connect(cfg: Any, backend: Any) -> bool:
     return True
 
 
-def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
+def run_on_ray(cfg: RecipeConfig, resume: bool = False) -> list[dict]:
     """Train ``cfg`` data-parallel on Ray; returns rank 0's per-step metrics (as ``run()``)."""
-    import ray
 
-    from r1zero.trainer import preflight
     from r1zero.data.pipeline import from_config, prepare
 
     if not cfg.ray.integrated_worker:
@@ -219,7 +224,7 @@ def run_on_ray(cfg: Any, resume: bool = False) -> list[dict]:
         lock.release()
 
 
-def _run_group(cfg: Any, backend: Any, resume: bool) -> list[dict]:
+def _run_group(cfg: RecipeConfig, backend: Any, resume: bool) -> list[dict]:
     import ray
 
     started = connect(cfg, backend)

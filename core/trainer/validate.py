@@ -14,16 +14,20 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from r1zero.data.prompts import output_dir
+from r1zero.evaluate.generate import answer, summarize
+from r1zero.host.errors import ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 log = logging.getLogger("r1zero.train")
 
 
-def val_output_dir(cfg: Any) -> Path:
-    from r1zero.data.prompts import output_dir
-
+def val_output_dir(cfg: RecipeConfig) -> Path:
     train = output_dir(cfg)
     return train.with_name(train.name + "_val")
 
@@ -32,8 +36,7 @@ class Validation:
     """Built by the trainer (``Validation.build``); ``metrics(step, last)`` is {} on steps
     that do not validate. ``problems``, ``first`` and ``last`` (``evaluate.generate.Answers``)
     let a caller show responses, as ``r1zero demo`` does."""
-
-    def __init__(self, cfg: Any, trainer: Any):
+    def __init__(self, cfg: RecipeConfig, trainer: Any):
         from r1zero.evaluate.problems import for_input, load_problems
 
         self.cfg, self.trainer = cfg, trainer
@@ -42,8 +45,6 @@ class Validation:
         self.problems = load_problems(for_input(trainer.resolved, cfg.data.val_input,
                                                 val_output_dir(cfg)))
         if not self.problems.rows:
-            from r1zero.host.errors import ConfigError
-
             raise ConfigError(f"no validation problems left (longer than rollout.max_prompt_length:"
                               f" {self.problems.n_filtered})", path=cfg.data.val_input,
                               key="data.val_input")
@@ -62,7 +63,6 @@ class Validation:
     def metrics(self, step: int, last: bool = False) -> dict[str, Any]:
         if not self.due(step, last):
             return {}
-        from r1zero.evaluate.generate import answer, summarize
 
         t0 = time.perf_counter()
         tr, r = self.trainer, self.cfg.rollout

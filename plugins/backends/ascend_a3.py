@@ -12,13 +12,16 @@ CPU ranks only; on A3 dies it has never run.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from r1zero.config.layout import A3_DIES_PER_NODE, resolve_engine
 from r1zero.engines.backend import Backend
 from r1zero.host.errors import BackendUnavailable
 from r1zero.host.hookspecs import hookimpl
-from r1zero.config.layout import A3_DIES_PER_NODE
-from r1zero.plugins.backends.probe import import_error, vllm_or_sampler, missing_modules
+from r1zero.plugins.backends.probe import import_error, missing_modules, vllm_or_sampler
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 A3_DIE_MEMORY = 64 * 1024 ** 3
 
@@ -44,11 +47,9 @@ def a3_env(rollout_expert_parallel: int) -> dict[str, str]:
     }
 
 
-def train_requirements(cfg: Any, world: int = 1) -> tuple[str, ...]:
+def train_requirements(cfg: RecipeConfig, world: int = 1) -> tuple[str, ...]:
     """Modules the actor needs: torch_npu always; megatron.core + mindspeed when the actor is
     the megatron engine (pipeline or expert parallel, or ``actor.engine: megatron``)."""
-    from r1zero.config.layout import resolve_engine
-
     a = cfg.actor
     engine = resolve_engine(a.engine, a.tensor_parallel, a.pipeline_parallel, a.expert_parallel,
                             world)
@@ -74,7 +75,7 @@ class AscendA3Backend(Backend):
                            "visible; check the driver and ASCEND_RT_VISIBLE_DEVICES)")
         return True, f"{torch.npu.device_count()} NPU die(s)"
 
-    def env_vars(self, cfg: Any) -> dict[str, str]:
+    def env_vars(self, cfg: RecipeConfig) -> dict[str, str]:
         """The A3 defaults, overridden key by key by ``backend.env``."""
         env = a3_env(cfg.rollout.expert_parallel)
         env.update({k: str(v) for k, v in cfg.backend.env.items()})
@@ -84,7 +85,7 @@ class AscendA3Backend(Backend):
         """64 GiB of HBM per A3 die (two dies per Ascend 910C chip)."""
         return A3_DIE_MEMORY
 
-    def make_train_engine(self, cfg: Any, tokenizer: Any, dist: Any = None) -> Any:
+    def make_train_engine(self, cfg: RecipeConfig, tokenizer: Any, dist: Any = None) -> Any:
         """The torch, fsdp or megatron engine on device ``npu``; for megatron, MindSpeed's
         adaptor is imported first (``engines.megatron.engine.require_megatron``) so that
         megatron-core's CUDA calls reach the NPUs. Unverified on hardware."""
@@ -96,7 +97,7 @@ class AscendA3Backend(Backend):
 
         return super().make_train_engine(cfg, tokenizer, dist)
 
-    def rollout_engine_class(self, cfg: Any) -> type:
+    def rollout_engine_class(self, cfg: RecipeConfig) -> type:
         return vllm_or_sampler(self, cfg, ("vllm", "vllm_ascend"))
 
 

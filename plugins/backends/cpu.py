@@ -4,10 +4,13 @@ Everything in CI runs here."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from r1zero.engines.backend import Backend
 from r1zero.host.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 class CPUBackend(Backend):
@@ -32,7 +35,7 @@ class CPUBackend(Backend):
             return None
         return total
 
-    def setup(self, cfg: Any) -> None:
+    def setup(self, cfg: RecipeConfig) -> None:
         super().setup(cfg)
         import torch
 

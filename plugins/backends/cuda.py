@@ -7,12 +7,15 @@ availability report, the layout rules and the choice of rollout engine.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1zero.engines.backend import Backend
 from r1zero.host.errors import ConfigError
 from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.backends.probe import vllm_or_sampler
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 class CUDABackend(Backend):
@@ -40,7 +43,7 @@ class CUDABackend(Backend):
         n = torch.cuda.device_count()
         return True, f"{n} GPU(s): {torch.cuda.get_device_name(0)}"
 
-    def per_node(self, cfg: Any) -> int:
+    def per_node(self, cfg: RecipeConfig) -> int:
         per_node = cfg.backend.devices_per_node or self.devices_per_node
         if not per_node:
             raise ConfigError("no CUDA device visible here and backend.devices_per_node is unset; "
@@ -54,11 +57,11 @@ class CUDABackend(Backend):
             return None
         return torch.cuda.get_device_properties(0).total_memory
 
-    def make_train_engine(self, cfg: Any, tokenizer: Any, dist: Any = None) -> Any:
+    def make_train_engine(self, cfg: RecipeConfig, tokenizer: Any, dist: Any = None) -> Any:
         self.require()
         return super().make_train_engine(cfg, tokenizer, dist)
 
-    def rollout_engine_class(self, cfg: Any) -> type:
+    def rollout_engine_class(self, cfg: RecipeConfig) -> type:
         return vllm_or_sampler(self, cfg)
 
 

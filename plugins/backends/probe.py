@@ -7,7 +7,13 @@ imported, in the form an error message wants: ``"No module named 'torch_npu'"``.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from r1zero.engines.backend import Backend
+from r1zero.engines.vllm import VLLMRolloutEngine, use_vllm
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 def import_error(module: str) -> str | None:
@@ -31,13 +37,10 @@ def missing_modules(modules: Iterable[str]) -> list[str]:
     return out
 
 
-def vllm_or_sampler(backend: Any, cfg: Any, modules: Sequence[str] = ("vllm",)) -> type:
+def vllm_or_sampler(backend: Any, cfg: RecipeConfig, modules: Sequence[str] = ("vllm",)) -> type:
     """The rollout engine class ``rollout.engine`` selects (``use_vllm``): vLLM for "vllm"
     always, for "auto" when every module in ``modules`` imports; else the base backend's lean
     sampler."""
-    from r1zero.engines.backend import Backend
-    from r1zero.engines.vllm import use_vllm
-
     engine, why, module = cfg.rollout.engine, None, modules[0]
     if engine in ("vllm", "auto"):
         for module in modules:
@@ -46,7 +49,6 @@ def vllm_or_sampler(backend: Any, cfg: Any, modules: Sequence[str] = ("vllm",)) 
                 break
     if use_vllm(engine, why, backend.name, module):
         backend.require()
-        from r1zero.engines.vllm import VLLMRolloutEngine
 
         return VLLMRolloutEngine
     return Backend.rollout_engine_class(backend, cfg)

@@ -31,10 +31,13 @@ import math
 from typing import Any, ClassVar, Mapping
 
 import attrs
-
 from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.rewards.answer_format import (
-    answer_region, last_boxed, last_boxed_mindspeed, mindspeed_format_ok, strict_format_ok,
+    answer_region,
+    last_boxed,
+    last_boxed_mindspeed,
+    mindspeed_format_ok,
+    strict_format_ok,
 )
 from r1zero.plugins.rewards.math_equiv import VERIFY_BUDGET_S, answers_equal
 
@@ -103,7 +106,7 @@ class BaseAccScorer:
     in_process: ClassVar[bool] = False      # math-verify may take seconds: run in the pool
     in_process_reason: ClassVar[str] = ""
     # imported once by the pool's forkserver: workers (and their replacements) start warm
-    preload_modules: ClassVar[tuple[str, ...]] = ("r1zero.plugins.rewards.warmup",)
+    preload_modules: ClassVar[tuple[str, ...]] = ("r1zero.plugins.rewards.preload",)
 
     def __attrs_post_init__(self) -> None:
         if self.format_mode not in FORMAT_MODES:

@@ -37,11 +37,13 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from math_verify import LatexExtractionConfig, parse, verify
-
+from r1zero.plugins.rewards import warmup
 from r1zero.plugins.rewards.budget import OverBudget, call_within
 from r1zero.plugins.rewards.code_like import code_like_reason
 from r1zero.plugins.rewards.math_bounds import (
-    MAX_PARSE_CHARS, complexity_reason, explosion_reason,
+    MAX_PARSE_CHARS,
+    complexity_reason,
+    explosion_reason,
 )
 from r1zero.plugins.rewards.math_keys import assignment, is_equation_gold, relations
 from r1zero.plugins.rewards.math_letters import keeps_variables, protect_letters
@@ -158,13 +160,18 @@ def answers_equal(pred: str, gold: str, budget_s: float = VERIFY_BUDGET_S) -> bo
     return verdict if verdict is not None else verify_within(p.text, g.text, budget_s)
 
 
+def warm_up() -> float:
+    """Warm math-verify in this process (``warmup.PAIRS`` through both checks); seconds taken."""
+    _WARM[0] = True
+    return warmup.warm(answers_equal, _math_verify_equal)
+
+
 def verify_within(pred: str, gold: str, budget_s: float) -> bool:
     """math-verify's verdict on two bounded answers, False when over ``budget_s``. The first
     call in a process warms math-verify up first, outside the budget (``warmup``; a scoring
     worker forked from the warm forkserver skips that)."""
     if not _WARM[0]:
-        _WARM[0] = True
-        from r1zero.plugins.rewards import warmup  # noqa: F401 - warms on first import
+        warm_up()
     try:
         return call_within(budget_s, _math_verify_equal, pred, gold)
     except OverBudget:

@@ -31,13 +31,16 @@ from typing import Any, ClassVar, Mapping
 
 import attrs
 from math_verify import parse, verify
-
 from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.rewards.answer_format import last_boxed, mindspeed_format_ok
 from r1zero.plugins.rewards.base_acc import check_options, combine, configure, gold_answer
 from r1zero.plugins.rewards.budget import OverBudget, call_within
 from r1zero.plugins.rewards.math_equiv import (
-    LATEX_ONLY, VERIFY_BUDGET_S, for_parser, prepare, prepare_prediction,
+    LATEX_ONLY,
+    VERIFY_BUDGET_S,
+    for_parser,
+    prepare,
+    prepare_prediction,
 )
 from r1zero.plugins.rewards.math_letters import keeps_variables, protect_letters
 
@@ -81,7 +84,7 @@ class MathVerifyRewardScorer:
     components: ClassVar[tuple[str, ...]] = ("format", "accuracy")
     in_process: ClassVar[bool] = False      # math-verify may take its budget: run in the pool
     in_process_reason: ClassVar[str] = ""
-    preload_modules: ClassVar[tuple[str, ...]] = ("r1zero.plugins.rewards.warmup",)
+    preload_modules: ClassVar[tuple[str, ...]] = ("r1zero.plugins.rewards.preload",)
 
     def __attrs_post_init__(self) -> None:
         check_options(self)

@@ -1,20 +1,19 @@
 """Warm the answer checker once in the scoring forkserver, before any worker is forked.
 
-Importing this module runs ``warm()``: synthetic answer pairs (none from any benchmark
-corpus) through the fast path and through math-verify. The first equation, sum, matrix or
+``warm(checks)`` runs synthetic answer pairs (none from any benchmark corpus) through each
+check (``math_equiv.warm_up`` passes the fast path and math-verify). The first equation, sum, matrix or
 set that math-verify meets in a process costs 0.1-1 s of lazy sympy imports and ANTLR
 prediction-cache building; paid here, once, every worker forked afterwards — including
 one that replaces a killed worker — starts warm (copy-on-write). ``BaseAccScorer`` lists
-this module in ``preload_modules``; ``math_equiv`` imports it on the first math-verify call
-of a process that has not (outside that call's time budget). Nothing else should import it.
+``r1zero.plugins.rewards.preload`` in ``preload_modules``, whose import warms; ``math_equiv``
+warms on the first math-verify call of a process that has not (outside that call's time budget).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-
-from r1zero.plugins.rewards.math_equiv import _math_verify_equal, answers_equal
+from typing import Callable
 
 log = logging.getLogger("r1zero.scoring.pool")
 
@@ -33,16 +32,14 @@ PAIRS = [
 ]
 
 
-def warm() -> float:
-    """Run every pair through both checkers (~3 s once); returns the seconds it took."""
+def warm(*checks: Callable[[str, str], bool]) -> float:
+    """Run every pair through each check (~3 s once); returns the seconds it took."""
     t = time.perf_counter()
     for pred, gold in PAIRS:
         try:
-            answers_equal(pred, gold)
-            _math_verify_equal(pred, gold)
+            for check in checks:
+                check(pred, gold)
         except Exception as exc:  # noqa: BLE001 - warming must never stop a worker
             log.debug("warm-up pair %r/%r raised %s", pred, gold, exc)
     return time.perf_counter() - t
 
-
-SECONDS = warm()

@@ -25,11 +25,13 @@ import math
 import shutil
 import struct
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from attrs import frozen
-
 from r1zero.host.errors import ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 SCRIPTS = {"v2": "convert_ckpt_v2.py",
            "deepseek3": "examples/mcore/deepseek3/convert_ckpt_deepseek3.py"}
@@ -62,7 +64,7 @@ def layer_flags(num_layers: int, pp: int, num_layer_list: Sequence[int] | None,
     return flags
 
 
-def convert_command(cfg: Any, load_dir: str, save_dir: str, *, dialect: str = "v2",
+def convert_command(cfg: RecipeConfig, load_dir: str, save_dir: str, *, dialect: str = "v2",
                     model_type_hf: str = "deepseek3", mtp_num_layers: int = 0,
                     noop_layers: Sequence[int] | None = None, mindspeed_llm_dir: str | None = None,
                     python: str = "python") -> list[str]:

@@ -16,11 +16,16 @@ a CUDA or NPU device, as the train engine does.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
-
 from r1zero.engines.megatron import model as M
+from r1zero.engines.megatron import moe
+from r1zero.engines.megatron.moe import expert_sizes
+from r1zero.host.errors import ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 HF_CONFIG = "hf_config"
 
@@ -28,13 +33,15 @@ HF_CONFIG = "hf_config"
 class ShardedGPT:
     """One rank's GPTModel piece with what ``weights.gather_hf`` needs (facts, tp, stages,
     split dimensions, layer offset)."""
-
-    def __init__(self, cfg: Any, hf_dir: Path, full: dict[str, torch.Tensor] | None = None):
+    def __init__(self, cfg: RecipeConfig, hf_dir: Path, full: dict[str, torch.Tensor] | None = None):
+        from r1zero.engines.megatron.engine import (
+            _DTYPES,
+            _stage_layers,
+            init_parallel,
+            load_shard,
+            require_megatron,
+        )
         from transformers import AutoConfig, AutoModelForCausalLM
-
-        from r1zero.engines.megatron import moe
-        from r1zero.engines.megatron.engine import (_DTYPES, _stage_layers, init_parallel,
-                                                    load_shard, require_megatron)
 
         require_megatron()
         _init_process_group()
@@ -70,12 +77,10 @@ def _init_process_group() -> None:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
-def hf_to_mcore(cfg: Any, hf_dir: str, out_dir: str) -> None:
+def hf_to_mcore(cfg: RecipeConfig, hf_dir: str, out_dir: str) -> None:
     """HF checkpoint -> ``dist_checkpointing`` checkpoint of the sharded GPTModel (collective)."""
-    from transformers import AutoModelForCausalLM
-
-    from r1zero.host.errors import ConfigError
     from r1zero.engines.megatron.engine import require_megatron
+    from transformers import AutoModelForCausalLM
 
     require_megatron()
     from megatron.core import dist_checkpointing
@@ -84,7 +89,6 @@ def hf_to_mcore(cfg: Any, hf_dir: str, out_dir: str) -> None:
         hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{hf_dir}: not a loadable HF checkpoint ({exc})") from exc
-    from r1zero.engines.megatron.moe import expert_sizes
 
     facts = M.arch_facts(hf.config)
     a = cfg.actor
@@ -99,13 +103,12 @@ def hf_to_mcore(cfg: Any, hf_dir: str, out_dir: str) -> None:
     torch.distributed.barrier()
 
 
-def mcore_to_hf(cfg: Any, mcore_dir: str, out_dir: str) -> None:
+def mcore_to_hf(cfg: RecipeConfig, mcore_dir: str, out_dir: str) -> None:
     """``dist_checkpointing`` checkpoint -> HF ``model.safetensors`` + config (collective)."""
-    from safetensors.torch import save_file
-
     from r1zero.engines.megatron import deepseek
     from r1zero.engines.megatron.engine import require_megatron
     from r1zero.engines.megatron.weights import gather_hf
+    from safetensors.torch import save_file
 
     require_megatron()
     from megatron.core import dist_checkpointing

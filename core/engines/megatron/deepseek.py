@@ -43,8 +43,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import torch
-
-from r1zero.host.errors import ConfigError
+from r1zero.host.errors import BackendUnavailable, ConfigError
 
 _KEY = "model.path"
 
@@ -223,8 +222,6 @@ def block_spec(config: Any):
     core, norm = core_attention_class(), norm_class()
     replicated = multi_latent_attention.Linear
     if replicated is None:
-        from r1zero.host.errors import BackendUnavailable
-
         raise BackendUnavailable("megatron", "megatron-core's MLA has no replicated Linear here "
                                  "(megatron.core.post_training.modelopt.layers not importable)")
     for layer in spec.layer_specs:
@@ -242,7 +239,6 @@ def norm_class() -> type:
     torch-norm wrapper refuses it; its own fused norms need Apex or TransformerEngine): each
     tp rank normalises its slice of the sequence, and the weight is marked
     ``sequence_parallel`` so megatron all-reduces its gradient over the tp ranks."""
-
     class RMSNorm(torch.nn.RMSNorm):
         def __init__(self, config: Any, hidden_size: int, eps: float = 1e-5, **_: Any):
             super().__init__(hidden_size, eps=eps)

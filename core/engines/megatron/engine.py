@@ -27,12 +27,17 @@ from __future__ import annotations
 import contextlib
 import functools
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
-
-from r1zero.host.errors import BackendUnavailable, ConfigError
+from r1zero.config.layout import stage_layers
 from r1zero.engines.megatron import model as M
+from r1zero.engines.megatron import moe
+from r1zero.engines.megatron.moe import expert_sizes, global_expert, split_group
+from r1zero.host.errors import BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LossFn = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
@@ -68,7 +73,6 @@ def init_parallel(tp: int, pp: int, seed: int, ep: int = 1,
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
-    from r1zero.engines.megatron.moe import expert_sizes
 
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
@@ -88,11 +92,10 @@ class MegatronTrainEngine:
     schedules_micro_batches = True   # the trainer hands it a mini-batch's micro-batches at once
     weights_in_place = False     # the sampler takes ``full_weights()``
 
-    def __init__(self, cfg: Any, tokenizer: Any, device: str = "cpu", dist: Any = None):
+    def __init__(self, cfg: RecipeConfig, tokenizer: Any, device: str = "cpu", dist: Any = None):
         from transformers import AutoConfig
 
         require_megatron()
-        from r1zero.engines.megatron import moe
 
         a = cfg.actor
         if cfg.model.dtype == "float16":
@@ -299,8 +302,6 @@ def load_shard(gpt: torch.nn.Module, full: dict[str, torch.Tensor], offset: int)
     local expert numbers + this expert-parallel rank's first expert); returns the
     tensor-parallel split dimension of each sliced parameter (the one dimension where its
     shape differs from the full tensor's; routed experts split over the expert-tensor group)."""
-    from r1zero.engines.megatron.moe import global_expert, split_group
-
     experts = getattr(gpt.config, "num_moe_experts", None) or 0
     split: dict[str, int] = {}
     with torch.no_grad():
@@ -344,14 +345,15 @@ def _hf_state(path: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
 
 
 def _stage_layers(num_layer_list: list[int] | None, pp: int, layers: int) -> list[int]:
-    from r1zero.config.layout import stage_layers
-
     return stage_layers(num_layer_list, pp, layers)
 
 
-def _wrap_ddp_and_optimizer(gpt: torch.nn.Module, cfg: Any):
-    from megatron.core.distributed import (DistributedDataParallel,
-                                           DistributedDataParallelConfig, finalize_model_grads)
+def _wrap_ddp_and_optimizer(gpt: torch.nn.Module, cfg: RecipeConfig):
+    from megatron.core.distributed import (
+        DistributedDataParallel,
+        DistributedDataParallelConfig,
+        finalize_model_grads,
+    )
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
     a = cfg.actor

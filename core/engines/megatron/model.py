@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import torch
+from r1zero.host.errors import ConfigError
 
 _HF_LAYER = "model.layers.{i}."
 _MC_LAYER = "decoder.layers.{i}."
@@ -35,8 +36,6 @@ MODEL_TYPES = (*DENSE_TYPES, "deepseek_v3")
 def arch_facts(hf: Any) -> dict[str, Any]:
     """The numbers the mcore config needs, from a transformers config object."""
     if hf.model_type not in MODEL_TYPES:
-        from r1zero.host.errors import ConfigError
-
         raise ConfigError(f"the megatron engine builds {', '.join(MODEL_TYPES)} models, not "
                           f"model_type {hf.model_type!r}", key="model.path")
     heads = hf.num_attention_heads
@@ -115,8 +114,6 @@ def pipeline_split(num_layer_list: list[int] | None) -> dict[str, Any]:
         return {"num_layers_in_first_pipeline_stage": num_layer_list[0],
                 "num_layers_in_last_pipeline_stage": num_layer_list[-1]}
     if "pipeline_model_parallel_layout" not in TransformerConfig.__dataclass_fields__:
-        from r1zero.host.errors import ConfigError
-
         raise ConfigError(f"num_layer_list {num_layer_list}: this megatron-core places uneven "
                           f"layers only in the first and last stage (middle stages equal); "
                           f"megatron-core >= 0.13 takes any split", key="actor.num_layer_list")

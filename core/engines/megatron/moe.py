@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from r1zero.config import layout as L
 from r1zero.host.errors import ConfigError
 
 _LOCAL = re.compile(r"\.local_experts\.(\d+)\.")
@@ -31,8 +32,6 @@ def expert_sizes(tp: int, ep: int, moe_tp_extend_ep: bool) -> tuple[int, int]:
 
 def check_layout(actor: Any, facts: dict[str, Any], world: int) -> None:
     """Refuse, by key, expert settings the model cannot take."""
-    from r1zero.config import layout as L
-
     ep, tp, pp = actor.expert_parallel, actor.tensor_parallel, actor.pipeline_parallel
     if not facts.get("experts"):
         for key, value, asks in (("actor.expert_parallel", ep, ep > 1),

@@ -15,8 +15,8 @@ from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
-
 from r1zero.engines.megatron import model as M
+from r1zero.engines.megatron.moe import global_expert
 
 
 def _gather_tp(param: torch.Tensor, dim: int | None, group: Any = None) -> torch.Tensor:
@@ -38,7 +38,6 @@ def _gather_layer(params: dict[str, tuple[torch.Tensor, int | None]], prefix: st
     their global numbers."""
     from megatron.core import parallel_state as ps
 
-    from r1zero.engines.megatron.moe import global_expert
 
     out = {}
     for name, (param, dim) in params.items():
