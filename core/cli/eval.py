@@ -8,7 +8,11 @@ MODEL_OR_CHECKPOINT is a Hugging Face model directory (``config.json``), an r1ze
 ``step_NNNNNN`` (its ``model/``) or a checkpoint directory (its ``latest``). The recipe (handler,
 template, rewards, backend, rollout engine and lengths) is ``--config``, else the
 ``recipe.yaml`` the trainer wrote beside the checkpoints, else the defaults; dotted overrides
-apply on top. Writes ``DIR/responses.jsonl`` (one line per answer) and ``DIR/summary.json``.
+apply on top. A checkpoint's own recipe never decides what code runs: its
+``model.trust_remote_code``, ``plugins.modules`` and ``backend.env`` (``CODE_KEYS``) are
+refused unless the command line (or ``--config``) sets them. ``--n``, ``--k`` and
+``--max-new-tokens`` are bounded before any model is loaded (``evaluate.bounds``). Writes
+``DIR/responses.jsonl`` (one line per answer) and ``DIR/summary.json``.
 """
 
 from __future__ import annotations
@@ -16,10 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from r1zero.config.load import RECIPE_FILE
+from r1zero.config.plan import model_arch
+from r1zero.evaluate.bounds import check_eval_bounds, host_memory
 from r1zero.evaluate.generate import answer, summarize
 from r1zero.host.errors import ConfigError
 from r1zero.scoring.pool import ScoringPool
@@ -27,6 +36,10 @@ from r1zero.trainer.progress import progress
 
 if TYPE_CHECKING:
     from r1zero.config.recipe import RecipeConfig
+
+# keys that load code (a remote-code model, plugin modules, an environment that can preload
+# libraries or set PYTHONPATH for the scoring workers): never taken from a checkpoint's recipe
+CODE_KEYS = ("model.trust_remote_code", "plugins.modules", "backend.env")
 
 
 def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
@@ -59,6 +72,7 @@ def eval_config(args: argparse.Namespace, model_dir: Path,
     base: dict[str, Any] = {}
     if recipe is not None:
         base = read_yaml_mapping(recipe)
+    taken = _drop_code_keys(base) if args.config is None else {}
     out = Path(args.output)
     model = dict(base.get("model") or {}, path=str(model_dir))
     if (model_dir / "tokenizer_config.json").is_file() or not model.get("tokenizer"):
@@ -74,7 +88,42 @@ def eval_config(args: argparse.Namespace, model_dir: Path,
     if args.temperature > 0:
         rollout["temperature"] = args.temperature
     base["rollout"] = rollout
-    return load_config(None, args.overrides, base=base), recipe
+    cfg = load_config(None, args.overrides, base=base)
+    _refuse_code_keys(cfg, taken, recipe)
+    return cfg, recipe
+
+
+def _drop_code_keys(tree: dict[str, Any]) -> dict[str, Any]:
+    """Removes ``CODE_KEYS`` from ``tree`` (a recipe read from a checkpoint); returns
+    {dotted key: value} for those that were set to something that loads code."""
+    taken: dict[str, Any] = {}
+    for dotted in CODE_KEYS:
+        section, key = dotted.split(".")
+        part = tree.get(section)
+        if isinstance(part, dict) and key in part:
+            part = tree[section] = dict(part)
+            value = part.pop(key)
+            if value:
+                taken[dotted] = value
+    return taken
+
+
+def _refuse_code_keys(cfg: Any, taken: dict[str, Any], recipe: str | None) -> None:
+    """ConfigError for the first code-loading key the checkpoint's recipe set and the user
+    did not: the message says how to pass it on the command line."""
+    for dotted, value in taken.items():
+        section, key = dotted.split(".")
+        if getattr(getattr(cfg, section), key):
+            continue                    # the user's own command line set it
+        shown = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+        shown = shown.removesuffix("...").strip()
+        hint = shlex.quote(f"{dotted}={shown}")
+        if len(hint) > 200 or not hint.isprintable():
+            hint = f"{dotted}=..."
+        raise ConfigError(f"the checkpoint's recipe sets {dotted}, which loads code; r1zero eval "
+                          f"takes no such key from a checkpoint. If you trust it, pass it "
+                          f"yourself: r1zero eval ... {hint} (or --config YOUR_RECIPE)",
+                          path=recipe, key=dotted)
 
 
 def _check_args(args: argparse.Namespace) -> int:
@@ -85,7 +134,7 @@ def _check_args(args: argparse.Namespace) -> int:
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     n = args.n if args.temperature > 0 else 1
-    k = args.k or n
+    k = n if args.k is None else args.k
     if not 1 <= k <= n:
         raise ConfigError(f"--k {k} must be between 1 and the {n} samples per problem"
                           + ("" if args.temperature > 0 else " (temperature 0 draws one)"))
@@ -138,6 +187,8 @@ def evaluate_model(cfg: RecipeConfig, n: int, k: int, temperature: float, out_di
     backend = run.backend
     backend.require()
     backend.refuse_unimplemented(cfg)
+    check_eval_bounds(cfg, model_arch(cfg), n, batch_size,
+                      backend.device_memory() or host_memory())
     backend.setup(cfg)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.path)
     problems = load_problems(run, limit)

@@ -147,7 +147,9 @@ def structure(cls: type, data: Any, where: str, prefix: str = "") -> Any:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
-        message, key = str(exc), prefix or None
+        # attrs validators raise ValueError(message, attribute, ...): the message alone
+        first = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        message, key = first, prefix or None
         named = re.match(r"'(\w+)' (.*)", message, re.S)      # attrs: "'lr' must be > 0: -1"
         if named and named[1] in fields:
             message, key = named[2], f"{prefix}.{named[1]}" if prefix else named[1]

@@ -72,6 +72,31 @@ def model_arch(cfg: RecipeConfig) -> dict[str, Any]:
     return arch
 
 
+# architecture numbers the layout and memory rules read: positive whole numbers (0 allowed
+# for the counts that may be none); a wrong one fails the plan and is left out of the rules
+ARCH_NUMBERS = {k: 1 for k in (
+    "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+    "vocab_size", "num_hidden_layers", "head_dim", "moe_intermediate_size", "n_routed_experts",
+    "num_experts", "num_experts_per_tok", "kv_lora_rank", "q_lora_rank", "qk_nope_head_dim",
+    "qk_rope_head_dim", "v_head_dim", "max_position_embeddings")}
+ARCH_NUMBERS.update(n_shared_experts=0, first_k_dense_replace=0)
+
+
+def checked_arch(checks: "_Checks", arch: dict[str, Any]) -> dict[str, Any]:
+    """``arch`` without the numbers that are not whole numbers >= their minimum (each a
+    failure naming ``model.arch.KEY``); ``None`` means unset."""
+    out = dict(arch)
+    for key, least in ARCH_NUMBERS.items():
+        value = arch.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            checks.fail(f"model.arch.{key}", f"must be a whole number >= {least}, got "
+                        f"{value!r} (config.json or model.arch)")
+            del out[key]
+    return out
+
+
 class _Checks:
     """Run rules, keeping each failure's key and message."""
 
@@ -96,7 +121,7 @@ def make_plan(cfg: RecipeConfig, world: int, *, backend: str = "", device_memory
     checks = _Checks()
     if node_error is not None:
         checks.fail(node_error.key or "backend", node_error.message)
-    arch = model_arch(cfg)
+    arch = checked_arch(checks, model_arch(cfg))
     engine = checks.run(L.resolve_engine, getattr(a, "engine", "auto"), a.tensor_parallel,
                         a.pipeline_parallel, a.expert_parallel, world) or "?"
     dp = checks.run(L.actor_data_parallel, world, a.tensor_parallel, a.pipeline_parallel)

@@ -43,7 +43,13 @@ _nonneg = _num(ge(0))
 
 
 def _choice(*names: str):
-    return attrs.validators.in_(names)
+    """One of ``names``; the error is a sentence ("'engine' must be one of auto, sampler,
+    vllm; got 'x'"), not attrs' ``in_`` tuple with the attribute's repr."""
+    def check(_inst: Any, attribute: Any, value: Any) -> None:
+        if value not in names:
+            raise ValueError(f"'{attribute.name}' must be one of {', '.join(names)}; "
+                             f"got {value!r}")
+    return check
 
 
 def _env_keys(env: dict) -> None:

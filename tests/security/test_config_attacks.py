@@ -112,3 +112,21 @@ def test_overrides_after_resume_flag_are_read(cfg_file, capsys):
     assert_user_error(proc, "actor.lr", "finite")          # the override after --resume was read
     proc = main_(capsys, "train", str(cfg_file), "--resume", "--bogus")
     assert proc.returncode == 2 and "unrecognized arguments: --bogus" in proc.stderr
+
+
+@pytest.mark.parametrize("override,key,names", [
+    ("rollout.engine=no_such_engine", "rollout.engine", "auto, sampler, vllm"),
+    ("model.dtype=int8", "model.dtype", "float32, bfloat16, float16"),
+    ("actor.engine=zz", "actor.engine", "auto, torch, fsdp, megatron"),
+    ("actor.recompute=zz", "actor.recompute", "none, full, selective"),
+    ("actor.lr_scheduler=zz", "actor.lr_scheduler", "constant, cosine, linear"),
+    ("algorithm.kl_penalty=zz", "algorithm.kl_penalty", "k3"),
+    ("algorithm.loss_agg=zz", "algorithm.loss_agg", "token-mean"),
+    ("logging.wandb.mode=zz", "logging.wandb.mode", "online, offline, disabled"),
+])
+def test_choice_keys_answer_in_a_sentence(cfg_file, capsys, override, key, names):
+    """Issue 21 item 8: before, attrs' ``in_`` validator printed its argument tuple with the
+    attribute's repr (``Attribute(name='engine', default='auto', validator=<in_ ...``)."""
+    line = assert_user_error(main_(capsys, "config", "show", str(cfg_file), override), key,
+                             "must be one of", names, "got '" + override.split("=")[1] + "'")
+    assert "Attribute(" not in line and "validator" not in line
