@@ -12,6 +12,11 @@ with a ``name`` and a ``kind``:
 A key of the section left unset (None) takes the algorithm's default, then the global one.
 The trainer sees only ``Algorithm``: ``advantages`` once per step, ``loss`` for every
 micro-batch (the one objective, ``r1zero.algo.loss.objective``) and ``kl_ctrl``.
+
+Pieces may come from plugins, so their outputs are checked where they enter the trainer:
+advantages must be a finite float tensor of shape (n,) or (n, T) for n rewards, a policy
+loss must return (per-token loss of the log-probs' shape (n, T), clip fraction, approx KL).
+A piece that raises or breaks this is a ``PluginError`` naming it and its plugin, one line.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import attrs
 from r1zero.algo.loss import objective
 from r1zero.host.errors import ConfigError, PluginError
+from r1zero.host.manager import KINDS
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -79,37 +85,81 @@ class Algorithm:
     dynamic_sampling: bool = False
     max_resample: int = 0
     overlong_mask: bool = False
+    advantage_label: str = "advantage estimator"     # "advantage estimator 'x' (plugin ...)"
+    loss_label: str = "policy loss"
 
     def advantages(self, rewards: Tensor, groups: Tensor) -> Tensor:
-        return self.advantage(rewards, groups)
+        """(n,) rewards, (n,) group ids -> advantages (n,) or (n, T), checked finite."""
+        try:
+            out = self.advantage(rewards, groups)
+        except Exception as exc:    # noqa: BLE001 - a plugin's code; named in one line
+            raise _raised(self.advantage_label, exc) from exc
+        n = rewards.shape[0]
+        if not isinstance(out, Tensor) or out.dim() not in (1, 2) or out.shape[0] != n \
+                or not out.is_floating_point():
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise PluginError(f"{self.advantage_label} returned {got}; advantages must be a "
+                              f"float tensor of shape (n,) or (n, T) with n = {n}")
+        if not bool(out.isfinite().all()):
+            raise PluginError(f"{self.advantage_label} returned non-finite advantages "
+                              f"({int((~out.isfinite()).sum())} of {out.numel()})")
+        return out
 
     def loss(self, logp: Tensor, logp_old: Tensor, advantages: Tensor, mask: Tensor,
              logp_ref: Tensor | None = None, entropy: Tensor | None = None) -> dict[str, Tensor]:
         """``objective`` on one micro-batch with this algorithm's settings."""
         return objective(logp, logp_old, advantages, mask, logp_ref, entropy,
-                         policy_loss=self.policy_loss, kl_coef=self.kl_ctrl.value,
+                         policy_loss=self._checked_loss, kl_coef=self.kl_ctrl.value,
                          kl_kind=self.kl_kind, entropy_coeff=self.entropy_coeff,
                          clip_ratio=self.clip_ratio, clip_ratio_high=self.clip_ratio_high,
                          dual_clip=self.dual_clip, agg=self.loss_agg, norm_len=self.norm_len)
 
 
-def _piece(host: Any, kind: str, name: str, key: str) -> Any:
+    def _checked_loss(self, logp: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
+        """``policy_loss``, its per-token loss checked to be (n, T) like ``logp``."""
+        try:
+            out = self.policy_loss(logp, *args, **kwargs)
+        except Exception as exc:    # noqa: BLE001 - a plugin's code; named in one line
+            raise _raised(self.loss_label, exc) from exc
+        if not (isinstance(out, tuple) and len(out) == 3 and isinstance(out[0], Tensor)
+                and out[0].shape == logp.shape):
+            got = (tuple(out[0].shape) if isinstance(out, tuple) and out
+                   and isinstance(out[0], Tensor) else type(out).__name__)
+            raise PluginError(f"{self.loss_label} returned {got}; a policy loss returns "
+                              f"(per-token loss of shape (n, T) = {tuple(logp.shape)}, clip "
+                              f"fraction, approx KL)")
+        return out
+
+
+def _raised(label: str, exc: BaseException) -> BaseException:
+    """The error to raise for a piece that raised ``exc``: memory errors pass unchanged."""
+    if isinstance(exc, (MemoryError, PluginError)) or type(exc).__name__ == "OutOfMemoryError":
+        return exc
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return PluginError(f"{label} raised {type(exc).__name__}: {first}")
+
+
+def _piece(host: Any, kind: str, name: str, key: str) -> tuple[Any, str]:
+    """(the piece registered as ``name``, "its noun 'name' (plugin 'p' [source])")."""
     try:
-        return host.get(kind, name)
+        piece = host.get(kind, name)
     except PluginError as exc:
         raise ConfigError(str(exc), key=key) from None
+    owner = next((r.plugin.label() for r in host.items(kind) if r.obj is piece), "?")
+    return piece, f"{KINDS[kind][1]} {name!r} (plugin {owner})"
 
 
 def resolve_algorithm(cfg: RecipeConfig, host: Any) -> Algorithm:
     """``cfg.algorithm`` with its names looked up in ``host`` and its defaults filled in."""
     a = cfg.algorithm
-    spec = _piece(host, "algorithms", a.name, "algorithm.name")
+    spec, _ = _piece(host, "algorithms", a.name, "algorithm.name")
     pick = {k: getattr(a, k) if getattr(a, k) is not None else spec.defaults.get(k, v)
             for k, v in DEFAULTS.items()}
-    estimator = _piece(host, "advantage_estimators", a.adv_estimator or spec.advantage,
-                       "algorithm.adv_estimator")
-    loss = _piece(host, "policy_losses", a.policy_loss or spec.policy_loss, "algorithm.policy_loss")
-    ctrl = _piece(host, "kl_controllers", a.kl_ctrl, "algorithm.kl_ctrl")
+    estimator, estimator_label = _piece(host, "advantage_estimators",
+                                        a.adv_estimator or spec.advantage, "algorithm.adv_estimator")
+    loss, loss_label = _piece(host, "policy_losses", a.policy_loss or spec.policy_loss,
+                              "algorithm.policy_loss")
+    ctrl, _ = _piece(host, "kl_controllers", a.kl_ctrl, "algorithm.kl_ctrl")
     if a.dual_clip is not None and not loss.supports_dual_clip:
         raise ConfigError(f"policy loss {loss.name!r} has no dual clip; unset it",
                           key="algorithm.dual_clip")
@@ -122,4 +172,5 @@ def resolve_algorithm(cfg: RecipeConfig, host: Any) -> Algorithm:
                      dual_clip=a.dual_clip, kl_kind=a.kl_penalty, entropy_coeff=a.entropy_coeff,
                      norm_len=cfg.rollout.max_response_length,
                      dynamic_sampling=pick["dynamic_sampling"], max_resample=a.max_resample,
-                     overlong_mask=pick["overlong_mask"])
+                     overlong_mask=pick["overlong_mask"], advantage_label=estimator_label,
+                     loss_label=loss_label)

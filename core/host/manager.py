@@ -195,8 +195,13 @@ class PluginHost:
             found = chosen
         if len(found) > 1:
             who = " and ".join(r.plugin.label() for r in found)
-            raise PluginError(f"{noun} {name!r} is registered by both {who}; pick one with "
-                              f"`{pick_key or kind + '.plugin'}:` in the config", plugin=name)
+            if pick_key:
+                how = f"pick one with `{pick_key}:` in the config"
+            else:       # no config key picks among these: rename, or switch a plugin off
+                others = [r.plugin.name for r in found if r.plugin.source != "built-in"]
+                how = (f"rename one, or switch a plugin off with `plugins.disable: "
+                       f"[{others[-1] if others else found[-1].plugin.name}]`")
+            raise PluginError(f"{noun} {name!r} is registered by both {who}; {how}", plugin=name)
         if not found:
             raise PluginError(self._missing_message(kind, name), plugin=name)
         return found[0].obj
