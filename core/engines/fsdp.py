@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 import torch.distributed as tdist
+from r1zero.engines import packing
 from r1zero.engines.precision import compute_dtype, make_scaler
 from r1zero.engines.torch_engine import (
     ScaledAdamWEngine,
+    batch_logits,
     load_actor,
     make_optimizer,
     offload_for_rollout,
-    response_logits,
     set_recompute,
     token_logprobs,
 )
@@ -144,7 +145,8 @@ class FSDPTrainEngine(ScaledAdamWEngine):
     name = "fsdp"
     implements = frozenset({
         "actor.recompute", "actor.distributed_optimizer", "actor.initial_loss_scale",
-        "actor.use_dynamic_bsz", "actor.max_packing_token_size", "rollout.offload_train_params",
+        "actor.use_dynamic_bsz", "actor.max_packing_token_size", "actor.use_remove_padding",
+        "rollout.offload_train_params",
         "rollout.offload_train_grads", "rollout.offload_train_optimizer"})
     reduces_grads = True
     weights_in_place = False
@@ -161,17 +163,21 @@ class FSDPTrainEngine(ScaledAdamWEngine):
         offload = offload_applies(cfg, self.device.type)
         actor = load_actor(cfg)
         self.share_prompts = set_recompute(actor, cfg, "fsdp")
+        if cfg.actor.use_remove_padding:
+            packing.enable(actor)
         self.model = shard(actor, self.mesh, self.compute_dtype, sharded, offload)
         self.ref = None
         if cfg.reference.enabled and cfg.algorithm.kl_coef > 0:
             ref = load_actor(cfg).eval().requires_grad_(False)
+            if cfg.actor.use_remove_padding:
+                packing.enable(ref)
             self.ref = shard(ref, self.mesh, self.compute_dtype, sharded, offload)
         self.optimizer, self.scheduler = make_optimizer(cfg, self.model.parameters())
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def logprobs(self, model: torch.nn.Module, batch: Any, temperature: float,
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = response_logits(model, batch, self.share_prompts)
+        logits = batch_logits(model, batch, self.share_prompts)
         return token_logprobs(logits, batch, temperature, with_entropy)
 
     @torch.no_grad()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import torch
+from r1zero.engines import packing
 from r1zero.engines.precision import autocast, clip_and_step, compute_dtype, make_scaler
 from r1zero.engines.state import load_engine_state, save_engine_state
 from r1zero.host.errors import ConfigError
@@ -62,7 +63,7 @@ class TorchTrainEngine(ScaledAdamWEngine):
     name = "torch"
     implements: frozenset[str] = frozenset({
         "actor.recompute", "actor.initial_loss_scale", "actor.use_dynamic_bsz",
-        "actor.max_packing_token_size", "rollout.offload_train_params",
+        "actor.max_packing_token_size", "actor.use_remove_padding", "rollout.offload_train_params",
         "rollout.offload_train_grads", "rollout.offload_train_optimizer"})
 
     reduces_grads = False
@@ -74,6 +75,8 @@ class TorchTrainEngine(ScaledAdamWEngine):
         self.model = load_actor(cfg).to(self.device)
         self.share_prompts = set_recompute(self.model, cfg, "torch")
         self.weights_in_place = self.compute_dtype == torch.float32
+        if cfg.actor.use_remove_padding:
+            packing.enable(self.model)
         self.ref = None
         if cfg.reference.enabled and cfg.algorithm.kl_coef > 0:
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -84,7 +87,7 @@ class TorchTrainEngine(ScaledAdamWEngine):
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, R) log-probs of the response tokens (and their entropies when asked)."""
         with autocast(self.device, self.compute_dtype):
-            logits = response_logits(model, batch, self.share_prompts)
+            logits = batch_logits(model, batch, self.share_prompts)
         return token_logprobs(logits, batch, temperature, with_entropy)
 
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
@@ -169,6 +172,14 @@ def token_logprobs(logits: torch.Tensor, batch: "SeqBatch", temperature: float,
         probs = torch.softmax(logits, dim=-1)
         ent = logz - (probs * logits).sum(-1)
     return logp, ent
+
+
+def batch_logits(model: torch.nn.Module, batch: Any, share: bool = True) -> torch.Tensor:
+    """(B, R, V) logits predicting the response tokens of a padded ``SeqBatch`` or a
+    ``packing.PackedBatch`` (``actor.use_remove_padding``)."""
+    if isinstance(batch, packing.PackedBatch):
+        return packing.packed_logits(model, batch)
+    return response_logits(model, batch, share)
 
 
 def response_logits(model: torch.nn.Module, batch: "SeqBatch", share: bool = True) -> torch.Tensor:

@@ -1,9 +1,11 @@
-"""Micro-batches cut by a token budget (``actor.use_dynamic_bsz`` + ``max_packing_token_size``).
+"""Micro-batches cut by a token budget (``actor.max_packing_token_size`` with
+``actor.use_dynamic_bsz`` or ``actor.use_remove_padding``).
 
-A micro-batch of sequences (p_i prompt, r_i response tokens) is laid out padded
-(``engine.SeqBatch``): it costs len(chunk) * (max p_i + max r_i) positions. With a budget the
-trainer cuts its length-sorted sequences into consecutive chunks that stay within it, instead
-of a fixed ``micro_batch_size``; a sequence longer than the budget forms a chunk alone.
+A micro-batch of sequences (p_i prompt, r_i response tokens) laid out padded
+(``engines.torch_engine.SeqBatch``) costs len(chunk) * (max p_i + max r_i) positions; packed
+(``engines.packing.PackedBatch``, ``use_remove_padding``) at most sum(p_i + r_i). With a budget
+the trainer cuts its length-sorted sequences into consecutive chunks that stay within it,
+instead of a fixed ``micro_batch_size``; a sequence longer than the budget forms a chunk alone.
 """
 
 from __future__ import annotations
@@ -22,33 +24,37 @@ def check_dynamic_bsz(cfg: RecipeConfig) -> None:
     if a.use_dynamic_bsz and not a.max_packing_token_size:
         raise ConfigError("use_dynamic_bsz needs actor.max_packing_token_size (tokens per "
                           "micro-batch, padding included)", key="actor.use_dynamic_bsz")
-    if a.max_packing_token_size and not a.use_dynamic_bsz:
+    if a.max_packing_token_size and not (a.use_dynamic_bsz or a.use_remove_padding):
         raise ConfigError(f"max_packing_token_size {a.max_packing_token_size} acts only with "
-                          "actor.use_dynamic_bsz: true", key="actor.max_packing_token_size")
+                          "actor.use_dynamic_bsz: true or actor.use_remove_padding: true",
+                          key="actor.max_packing_token_size")
     if a.max_packing_token_size is not None and a.max_packing_token_size <= 0:
         raise ConfigError(f"max_packing_token_size must be > 0, got {a.max_packing_token_size}",
                           key="actor.max_packing_token_size")
 
 
 def token_budget_chunks(order: Sequence[int], lengths: Sequence[tuple[int, int]],
-                        budget: int) -> list[list[int]]:
-    """Consecutive chunks of ``order`` whose padded size stays within ``budget``.
+                        budget: int, packed: bool = False) -> list[list[int]]:
+    """Consecutive chunks of ``order`` whose padded (or ``packed``) size stays within ``budget``.
 
     lengths[i] = (prompt, response) tokens of sequence i. E.g. lengths (3,1), (3,2), (3,2),
     (5,4) with budget 10: [0, 1] costs 2*(3+2) = 10, adding 2 would cost 15 -> [[0, 1], [2], [3]]
-    ([2, 3] would cost 2*(5+4) = 18).
+    ([2, 3] would cost 2*(5+4) = 18). Packed, the cost is the sum of p + r (an upper bound: a
+    prompt shared by adjacent rows is laid out once): (3+1)+(3+2) = 9, +5 = 14 > 10 ->
+    [[0, 1], [2], [3]] too; budget 14 -> [[0, 1, 2], [3]].
     """
     chunks: list[list[int]] = []
     cur: list[int] = []
-    p_max = r_max = 0
+    p_max = r_max = total = 0
     for i in order:
         p, r = lengths[i]
         np_, nr = max(p_max, p), max(r_max, r)
-        if cur and (len(cur) + 1) * (np_ + nr) > budget:
+        cost = total + p + r if packed else (len(cur) + 1) * (np_ + nr)
+        if cur and cost > budget:
             chunks.append(cur)
-            cur, np_, nr = [], p, r
+            cur, np_, nr, total = [], p, r, 0
         cur.append(i)
-        p_max, r_max = np_, nr
+        p_max, r_max, total = np_, nr, total + p + r
     if cur:
         chunks.append(cur)
     return chunks

@@ -12,6 +12,7 @@ import torch
 
 from r1zero.trainer import guards
 from r1zero.trainer.batching import split_to, token_budget_chunks
+from r1zero.engines.packing import PackedBatch
 from r1zero.engines.torch_engine import SeqBatch
 
 
@@ -20,16 +21,17 @@ class PolicyUpdate:
     ``step`` and ``_timer``."""
 
     def _micro_batches(self, order: list[int], seqs: list) -> list[list[int]]:
-        """Chunks of ``micro_batch_size`` sequences (or within ``max_packing_token_size`` padded
-        tokens under ``use_dynamic_bsz``), sorted by (prompt length, prompt, response length):
+        """Chunks of ``micro_batch_size`` sequences (or within ``max_packing_token_size``
+        tokens: padded under ``use_dynamic_bsz``, packed under ``use_remove_padding``), sorted by (prompt length, prompt, response length):
         a prompt's samples stay together, so its prompt runs once per chunk
         (``engine.response_logits``), and padding stays small. Ranks of a sharded engine get
         the same number of chunks (its forwards are collectives)."""
         by_len = sorted(order, key=lambda i: (len(seqs[i][0]), seqs[i][0], len(seqs[i][1])))
         a = self.cfg.actor
-        if a.use_dynamic_bsz:
+        if a.max_packing_token_size:
             lengths = {i: (len(seqs[i][0]), len(seqs[i][1])) for i in by_len}
-            chunks = token_budget_chunks(by_len, lengths, a.max_packing_token_size)
+            chunks = token_budget_chunks(by_len, lengths, a.max_packing_token_size,
+                                         packed=a.use_remove_padding)
         else:
             mbs = a.micro_batch_size
             chunks = [by_len[i:i + mbs] for i in range(0, len(by_len), mbs)]
@@ -37,8 +39,10 @@ class PolicyUpdate:
             chunks = split_to(chunks, self.dist.max_int(len(chunks)))
         return chunks
 
-    def _batch(self, idx: list[int], seqs: list) -> SeqBatch:
-        return SeqBatch([seqs[i][0] for i in idx], [seqs[i][1] for i in idx],
+    def _batch(self, idx: list[int], seqs: list) -> SeqBatch | PackedBatch:
+        """Micro-batch ``idx`` laid out padded, or packed into one row (``use_remove_padding``)."""
+        kind = PackedBatch if self.cfg.actor.use_remove_padding else SeqBatch
+        return kind([seqs[i][0] for i in idx], [seqs[i][1] for i in idx],
                         self.engine.pad_id, self.engine.device)
 
     @torch.no_grad()
