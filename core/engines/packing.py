@@ -37,7 +37,8 @@ class PackedBatch:
     (query start, query end, prefix start, prefix end) with an empty prefix for a prompt;
     ``keep`` (K,) the row positions whose logits are needed; ``pick`` (B, R) index into those K
     logits for response token t of row b (t < r_b; 0 elsewhere); ``response_ids`` (B, R),
-    ``response_mask`` (B, R) float, as ``SeqBatch``. ``shared``: rows share a laid-out prompt.
+    ``response_mask`` (B, R) float, as ``SeqBatch``; ``sequences`` the (prompt, response)
+    pairs (the megatron engine lays them out its own way). ``shared``: rows share a laid-out prompt.
     E.g. prompts [[5, 6], [5, 6]], responses [[7], [8, 9]]: ids [5, 6, 7, 8, 9], positions
     [0, 1, 2, 2, 3], segments [(0, 2, 0, 0), (2, 3, 0, 2), (3, 5, 0, 2)], keep [1, 3] (position 1
     predicts both first tokens, 3 predicts 9), pick [[0], [0, 1]] -> [[0, 0], [0, 1]] padded.
@@ -83,6 +84,7 @@ class PackedBatch:
         self.keep, self.pick = keep.to(device), pick.to(device)
         self.response_ids, self.response_mask = resp.to(device), mask.to(device)
         self.prompt_width = 0          # log-probs of every row start at column 0
+        self.sequences = [(list(p), list(r)) for p, r in zip(prompts, responses)]
         assert n == int(mask.sum())
 
 

@@ -103,7 +103,11 @@ def test_megatron_grpo_update_at_tp1_equals_unsharded(reference, tiny_llm, tmp_p
 
 LAYOUTS = {"tp2": ["actor.tensor_parallel=2"],
            "pp2": ["actor.pipeline_parallel=2", "actor.num_layer_list=[1,3]"],   # uneven stages
-           "dp2_distributed_optimizer": ["actor.distributed_optimizer=true"]}
+           "dp2_distributed_optimizer": ["actor.distributed_optimizer=true"],
+           # use_remove_padding: each micro-batch one row, block-diagonal causal mask
+           "packed_tp2": ["actor.tensor_parallel=2", "actor.use_remove_padding=true"],
+           "packed_pp2": ["actor.pipeline_parallel=2", "actor.num_layer_list=[1,3]",
+                          "actor.use_remove_padding=true"]}
 
 
 def test_megatron_grpo_update_at_two_ranks_equals_unsharded(reference, tiny_llm, tmp_path):

@@ -120,9 +120,9 @@ def test_megatron_engine_declares_the_keys_it_acts_on():
     from r1zero.engines.megatron.engine import MegatronTrainEngine
 
     cfg = load_config(None, ["actor.distributed_optimizer=true", "actor.recompute=full",
-                             "actor.use_remove_padding=true"])
+                             "actor.use_remove_padding=true", "actor.swap_optimizer=true"])
     assert unimplemented(cfg, MegatronTrainEngine, TRAIN_ENGINE_KEYS) == [
-        "actor.use_remove_padding: True is not implemented by engine 'megatron'"]
+        "actor.swap_optimizer: True is not implemented by engine 'megatron'"]
 
 
 def test_megatron_pack_pads_the_width_to_a_multiple():

@@ -35,15 +35,17 @@ class _Tok:
     pad_token_id = 0
 
 
-def grpo_batches(seed: int = 0):
-    """2 prompts x 2 samples of random tokens, micro-batches of 2, fixed advantages."""
+def grpo_batches(seed: int = 0, packed: bool = False):
+    """2 prompts x 2 samples of random tokens, micro-batches of 2 (``packed``: each one row,
+    ``actor.use_remove_padding``), fixed advantages."""
+    from r1zero.engines.packing import PackedBatch
     from r1zero.engines.torch_engine import SeqBatch
 
     g = torch.Generator().manual_seed(seed)
     tok = lambda n: torch.randint(3, 90, (n,), generator=g).tolist()   # noqa: E731
     prompts = [tok(5), tok(5), tok(3), tok(3)]
     responses = [tok(4), tok(2), tok(6), tok(3)]
-    batches = [SeqBatch(prompts[i:i + 2], responses[i:i + 2], 0, torch.device("cpu"))
+    batches = [(PackedBatch if packed else SeqBatch)(prompts[i:i + 2], responses[i:i + 2], 0, torch.device("cpu"))
                for i in (0, 2)]
     return batches, torch.tensor([1.0, -1.0, 0.5, -0.5])
 
@@ -95,11 +97,12 @@ def _one_update(eng, cfg) -> dict:
 
     from r1zero.algo.loss import objective
 
-    batches, adv = grpo_batches()
+    batches, adv = grpo_batches(packed=cfg.actor.use_remove_padding)
     total = sum(b.response_mask.sum().item() for b in batches)   # the global token count
     dp, dp_rank = ps.get_data_parallel_world_size(), ps.get_data_parallel_rank()
     mine = list(range(dp_rank, len(batches), dp))                  # this dp rank's micro-batches
     batches = [batches[i] for i in mine]
+    padded = [grpo_batches()[0][i] for i in mine]
     ref = eng.logprobs_of(batches, 1.0, reference=True)
 
     def loss_fn(i, logp, ent):
@@ -118,11 +121,11 @@ def _one_update(eng, cfg) -> dict:
     result["before"] = dict(eng.full_weights())
     result["grad_norm"] = eng.step(1e4)
     result["after"] = dict(eng.full_weights())
-    result.update(_rollout_vs_actor(eng, cfg, batches))
+    result.update(_rollout_vs_actor(eng, cfg, batches, padded))
     return result
 
 
-def _rollout_vs_actor(eng, cfg, batches) -> dict:
+def _rollout_vs_actor(eng, cfg, batches, padded) -> dict:
     """Log-probs of ``batches`` under the updated actor (megatron, last stage) and under the
     rollout engine's model after its weight sync (the built-in sampler's HF model)."""
     from r1zero.engines.rollout import SamplerRolloutEngine
@@ -131,7 +134,7 @@ def _rollout_vs_actor(eng, cfg, batches) -> dict:
     rollout = SamplerRolloutEngine(cfg, eng, _Tok(), [[1]])      # syncs from full_weights()
     actor = eng.logprobs_of(batches, 1.0)
     with torch.no_grad():
-        hf = [token_logprobs(response_logits(rollout.model, b), b, 1.0, False)[0] for b in batches]
+        hf = [token_logprobs(response_logits(rollout.model, b), b, 1.0, False)[0] for b in padded]
     from megatron.core import parallel_state as ps
 
     return {"actor_logp": actor, "rollout_logp": hf, "dp": ps.get_data_parallel_world_size(),

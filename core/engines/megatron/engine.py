@@ -87,7 +87,8 @@ class MegatronTrainEngine:
     name = "megatron"
     # recipe keys this engine acts on (r1zero.config.engine_keys); the rest are refused
     implements = frozenset({"actor.distributed_optimizer", "actor.recompute",
-                            "actor.use_dynamic_bsz", "actor.max_packing_token_size"})
+                            "actor.use_dynamic_bsz", "actor.max_packing_token_size",
+                            "actor.use_remove_padding"})
     reduces_grads = True         # megatron DDP leaves the data-parallel gradient
     schedules_micro_batches = True   # the trainer hands it a mini-batch's micro-batches at once
     weights_in_place = False     # the sampler takes ``full_weights()``
@@ -130,7 +131,9 @@ class MegatronTrainEngine:
                                       ep=self.ep, etp=self.etp)
         # micro-batches of the token budget (actor.use_dynamic_bsz) differ in shape: the
         # pipeline then sends each one's shape ahead of it
-        config.variable_seq_lengths = self.cfg.actor.use_dynamic_bsz and self.pp > 1
+        # (and packed rows, actor.use_remove_padding, each as wide as its sequences)
+        a = self.cfg.actor
+        config.variable_seq_lengths = (a.use_dynamic_bsz or a.use_remove_padding) and self.pp > 1
         gpt = M.build_gpt(self.facts, config, tp=self.tp)
         self.split_dims = load_shard(gpt, full, self.layer_offset())
         return gpt.to(self.device)
@@ -152,10 +155,16 @@ class MegatronTrainEngine:
         from megatron.core import parallel_state as ps
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
+        from r1zero.engines.megatron.packed import pack_rows
+
         config = self.model.config
-        packed = pack(batches, self.pad_id, self.cfg.actor.micro_batch_size, self.device,
-                      self.tp if config.sequence_parallel else 1,
-                      common=self.pp > 1 and not config.variable_seq_lengths)
+        multiple = self.tp if config.sequence_parallel else 1
+        common = self.pp > 1 and not config.variable_seq_lengths
+        if self.cfg.actor.use_remove_padding:       # engines.packing.PackedBatch
+            packed = pack_rows(batches, self.pad_id, self.device, multiple, common)
+        else:
+            packed = pack(batches, self.pad_id, self.cfg.actor.micro_batch_size, self.device,
+                          multiple, common=common)
         target = model if model is not None else self.ddp
         scale = len(packed) * ps.get_data_parallel_world_size()
         out: list[dict[str, Any]] = []
@@ -175,12 +184,16 @@ class MegatronTrainEngine:
 
     def _loss(self, i: int, mb: dict, temperature: float, loss_fn: LossFn | None, scale: int,
               out: list, logits: torch.Tensor):
-        rows, width, p = mb["rows"], mb["response_width"], mb["prompt_width"]
-        logits = logits[:rows, p - 1:p - 1 + width, :self.facts["vocab"]].float()
+        if "gather" in mb:                          # a packed row (megatron.packed)
+            logits = logits[0][mb["gather"]][..., :self.facts["vocab"]].float()
+            response = mb["targets"]
+        else:
+            rows, width, p = mb["rows"], mb["response_width"], mb["prompt_width"]
+            logits = logits[:rows, p - 1:p - 1 + width, :self.facts["vocab"]].float()
+            response = mb["input_ids"][:rows, p:p + width]
         if temperature != 1.0:
             logits = logits / temperature
         logz = torch.logsumexp(logits, dim=-1)
-        response = mb["input_ids"][:rows, p:p + width]
         logp = logits.gather(-1, response.unsqueeze(-1)).squeeze(-1) - logz
         if loss_fn is None:
             out.append({"logp": logp.detach()})
