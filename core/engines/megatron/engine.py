@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import torch
 from r1zero.config.layout import stage_layers
 from r1zero.engines.megatron import model as M
+from r1zero.engines.megatron.packed import pack_rows
 from r1zero.engines.megatron import moe
 from r1zero.engines.megatron.moe import expert_sizes, global_expert, split_group
 from r1zero.host.errors import BackendUnavailable, ConfigError
@@ -154,8 +155,6 @@ class MegatronTrainEngine:
         last pipeline stage; other stages get an empty list."""
         from megatron.core import parallel_state as ps
         from megatron.core.pipeline_parallel import get_forward_backward_func
-
-        from r1zero.engines.megatron.packed import pack_rows
 
         config = self.model.config
         multiple = self.tp if config.sequence_parallel else 1
