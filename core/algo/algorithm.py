@@ -7,7 +7,11 @@ with a ``name`` and a ``kind``:
 - ``AdvantageEstimator`` (``advantage_estimator``): (rewards, groups, section) -> advantages;
 - ``PolicyLoss`` (``policy_loss``): per-token loss, like ``r1zero.algo.loss.ppo_clip_loss``;
 - ``KLController`` (``kl_controller``): section -> an object with ``value`` and
-  ``update(kl, n_samples)``.
+  ``update(kl, n_samples)``;
+- ``RolloutCorrection`` (``rollout_correction``): (logp_old, logp_rollout, mask, C) -> (n, T)
+  detached weights on the policy term, for the train/rollout mismatch
+  (``r1zero.algo.rollout_corr``: ``tis_token``, ``tis_seq``, ``mis_token``, ``mis_seq``),
+  picked by ``algorithm.rollout_correction`` (off by default).
 
 A key of the section left unset (None) takes the algorithm's default, then the global one.
 The trainer sees only ``Algorithm``: ``advantages`` once per step, ``loss`` for every
@@ -24,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import attrs
-from r1zero.algo.loss import objective
+from r1zero.algo.loss import masked_mean, objective
 from r1zero.host.errors import ConfigError, PluginError
 from r1zero.host.manager import KINDS
 from torch import Tensor
@@ -60,6 +64,13 @@ class KLController:
 
 
 @attrs.frozen
+class RolloutCorrection:
+    name: str
+    fn: Callable[[Tensor, Tensor, Tensor, float], Tensor]   # (logp_old, logp_rollout, mask, C)
+    kind: str = "rollout_correction"
+
+
+@attrs.frozen
 class AlgorithmSpec:
     name: str
     advantage: str
@@ -87,6 +98,9 @@ class Algorithm:
     overlong_mask: bool = False
     advantage_label: str = "advantage estimator"     # "advantage estimator 'x' (plugin ...)"
     loss_label: str = "policy loss"
+    correction: Callable[[Tensor, Tensor, Tensor, float], Tensor] | None = None
+    correction_c: float = 2.0
+    correction_label: str = "rollout correction"
 
     def advantages(self, rewards: Tensor, groups: Tensor) -> Tensor:
         """(n,) rewards, (n,) group ids -> advantages (n,) or (n, T), checked finite."""
@@ -106,13 +120,37 @@ class Algorithm:
         return out
 
     def loss(self, logp: Tensor, logp_old: Tensor, advantages: Tensor, mask: Tensor,
-             logp_ref: Tensor | None = None, entropy: Tensor | None = None) -> dict[str, Tensor]:
-        """``objective`` on one micro-batch with this algorithm's settings."""
-        return objective(logp, logp_old, advantages, mask, logp_ref, entropy,
-                         policy_loss=self._checked_loss, kl_coef=self.kl_ctrl.value,
-                         kl_kind=self.kl_kind, entropy_coeff=self.entropy_coeff,
-                         clip_ratio=self.clip_ratio, clip_ratio_high=self.clip_ratio_high,
-                         dual_clip=self.dual_clip, agg=self.loss_agg, norm_len=self.norm_len)
+             logp_ref: Tensor | None = None, entropy: Tensor | None = None,
+             logp_rollout: Tensor | None = None) -> dict[str, Tensor]:
+        """``objective`` on one micro-batch with this algorithm's settings; with a rollout
+        correction, its weights (from ``logp_old`` and the rollout's ``logp_rollout``) on the
+        policy term, and their masked mean as "correction_weight"."""
+        weight = None
+        if self.correction is not None:
+            if logp_rollout is None:
+                raise ValueError("Algorithm.loss: a rollout correction needs logp_rollout")
+            weight = self._checked_correction(logp_old, logp_rollout, mask)
+        out = objective(logp, logp_old, advantages, mask, logp_ref, entropy,
+                        policy_loss=self._checked_loss, kl_coef=self.kl_ctrl.value,
+                        kl_kind=self.kl_kind, entropy_coeff=self.entropy_coeff,
+                        clip_ratio=self.clip_ratio, clip_ratio_high=self.clip_ratio_high,
+                        dual_clip=self.dual_clip, agg=self.loss_agg, norm_len=self.norm_len,
+                        pg_weight=weight)
+        if weight is not None:
+            out["correction_weight"] = masked_mean(weight, mask).detach()
+        return out
+
+    def _checked_correction(self, logp_old: Tensor, logp_rollout: Tensor, mask: Tensor) -> Tensor:
+        """``correction``'s (n, T) weights, checked to be finite and shaped like ``mask``."""
+        try:
+            w = self.correction(logp_old, logp_rollout, mask, self.correction_c)
+        except Exception as exc:    # noqa: BLE001 - a plugin's code; named in one line
+            raise _raised(self.correction_label, exc) from exc
+        if not isinstance(w, Tensor) or w.shape != mask.shape or not bool(w.isfinite().all()):
+            got = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
+            raise PluginError(f"{self.correction_label} returned {got}; a rollout correction "
+                              f"returns finite weights of shape (n, T) = {tuple(mask.shape)}")
+        return w
 
 
     def _checked_loss(self, logp: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
@@ -164,6 +202,12 @@ def resolve_algorithm(cfg: RecipeConfig, host: Any) -> Algorithm:
         raise ConfigError(f"policy loss {loss.name!r} has no dual clip; unset it",
                           key="algorithm.dual_clip")
 
+    correction, correction_label = None, "rollout correction"
+    if a.rollout_correction is not None:
+        piece, correction_label = _piece(host, "rollout_corrections", a.rollout_correction,
+                                         "algorithm.rollout_correction")
+        correction = piece.fn
+
     def advantage(rewards: Tensor, groups: Tensor) -> Tensor:
         return estimator.fn(rewards, groups, a)
 
@@ -173,4 +217,5 @@ def resolve_algorithm(cfg: RecipeConfig, host: Any) -> Algorithm:
                      norm_len=cfg.rollout.max_response_length,
                      dynamic_sampling=pick["dynamic_sampling"], max_resample=a.max_resample,
                      overlong_mask=pick["overlong_mask"], advantage_label=estimator_label,
-                     loss_label=loss_label)
+                     loss_label=loss_label, correction=correction,
+                     correction_c=a.rollout_correction_c, correction_label=correction_label)

@@ -88,13 +88,15 @@ def objective(logp: Tensor, logp_old: Tensor, advantages: Tensor, response_mask:
               kl_coef: float = 0.001, kl_kind: str = "k3", entropy_coeff: float = 0.0,
               clip_ratio: float = 0.2, clip_ratio_high: float | None = None,
               dual_clip: float | None = None, agg: str = "token-mean",
-              norm_len: int | None = None) -> dict[str, Tensor]:
+              norm_len: int | None = None, pg_weight: Tensor | None = None) -> dict[str, Tensor]:
     """The RL objective on one (micro-)batch; all (n, T) tensors, advantages (n, T) or (n,).
 
     per-token  l_it = pg_it + kl_coef · kl_penalty(logp, logp_ref, kl_kind)_it
                       - entropy_coeff · entropy_it
     loss = agg(l)   — one aggregation for all three terms (KL in the loss, not the reward).
-    ``policy_loss`` gives pg_it (``ppo_clip_loss``, or a registered one such as GSPO's).
+    ``policy_loss`` gives pg_it (``ppo_clip_loss``, or a registered one such as GSPO's);
+    ``pg_weight`` (n, T), detached, multiplies it: a rollout correction's weights
+    (``r1zero.algo.rollout_corr``: TIS truncated ratios, MIS 0/1 masks).
     Without ``logp_ref`` the KL term is 0; without ``entropy`` it is 0. Returns 0-dim tensors:
     "loss" (carries the graph), and detached "pg_loss", "kl", "entropy" (each aggregated the
     same way, so loss = pg_loss + kl_coef·kl - entropy_coeff·entropy), "clipfrac", "approx_kl".
@@ -102,6 +104,8 @@ def objective(logp: Tensor, logp_old: Tensor, advantages: Tensor, response_mask:
     pg_mat, clipfrac, approx_kl = policy_loss(
         logp, logp_old, advantages, response_mask, clip_ratio=clip_ratio,
         clip_ratio_high=clip_ratio_high, dual_clip=dual_clip)
+    if pg_weight is not None:
+        pg_mat = pg_mat * pg_weight.detach()
     zero = torch.zeros_like(pg_mat)
     kl_mat = zero if logp_ref is None else kl_penalty(logp, logp_ref, kl_kind)
     ent_mat = zero if entropy is None else entropy

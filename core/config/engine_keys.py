@@ -39,6 +39,10 @@ ROLLOUT_ENGINE_KEYS: dict[str, Any] = {
     "rollout.max_num_batched_tokens": None,
     "rollout.gpu_memory_utilization": 0.75,
     "rollout.enforce_eager": False,
+    "rollout.dtype": None,
+    # need the rollout's per-token log-probs (SampleOutput.logprobs) / expert choices (routes)
+    "algorithm.rollout_correction": None,
+    "algorithm.routing_replay": False,
 }
 
 

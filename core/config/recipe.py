@@ -148,6 +148,14 @@ class AlgorithmConfig:
         "help": "dynamic sampling: extra rollout rounds per step, at most"})
     overlong_mask: bool | None = field(default=None, metadata={
         "help": "train on no truncated response (DAPO's overlong filtering)"})
+    rollout_correction: str | None = field(default=None, metadata={
+        "help": "registered train/rollout mismatch correction of the policy term: tis_token | "
+                "tis_seq | mis_token | mis_seq | a plugin's; None = off"})
+    rollout_correction_c: float = field(default=2.0, validator=_num(ge(1)), metadata={
+        "help": "the correction's C: TIS truncates pi_old/pi_rollout at C, MIS drops ratios "
+                "outside [1/C, C]"})
+    routing_replay: bool = field(default=False, metadata={
+        "help": "MoE: the actor reuses the rollout's top-k expert choices (R3)"})
 
 
 @frozen
@@ -161,6 +169,9 @@ class RolloutConfig:
     max_response_length: int = field(default=2048, validator=_pos)
     engine: str = field(default="auto", validator=_choice("auto", "sampler", "vllm"),
                         metadata={"help": "auto (vllm where the backend has it) | sampler | vllm"})
+    dtype: str | None = field(default=None, validator=_opt(_choice("float32", "bfloat16",
+                                                                    "float16")), metadata={
+        "help": "the rollout's weights and compute dtype; None = model.dtype"})
     tensor_parallel: int = field(default=1, validator=_pos)
     pipeline_parallel: int = field(default=1, validator=_pos)
     expert_parallel: int = field(default=1, validator=_pos)

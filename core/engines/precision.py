@@ -29,6 +29,11 @@ def compute_dtype(cfg: RecipeConfig) -> torch.dtype:
     return DTYPES[cfg.model.dtype]
 
 
+def rollout_dtype(cfg: Any) -> torch.dtype:
+    """The rollout's dtype: ``rollout.dtype``, else ``model.dtype``."""
+    return DTYPES[cfg.rollout.dtype or cfg.model.dtype]
+
+
 def autocast(device: torch.device, dtype: torch.dtype):
     """A context that runs matmuls in ``dtype`` (nothing to do for float32)."""
     if dtype == torch.float32:

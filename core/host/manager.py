@@ -37,10 +37,12 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "advantage_estimators": ("register_algorithms", "advantage estimator", ("name", "kind", "fn")),
     "policy_losses": ("register_algorithms", "policy loss", ("name", "kind", "fn")),
     "kl_controllers": ("register_algorithms", "KL controller", ("name", "kind", "make")),
+    "rollout_corrections": ("register_algorithms", "rollout correction", ("name", "kind", "fn")),
 }
 # the ``kind`` attribute of a piece registered through register_algorithms -> its kind
 PIECE_KINDS = {"algorithm": "algorithms", "advantage_estimator": "advantage_estimators",
-               "policy_loss": "policy_losses", "kl_controller": "kl_controllers"}
+               "policy_loss": "policy_losses", "kl_controller": "kl_controllers",
+               "rollout_correction": "rollout_corrections"}
 
 
 @attrs.define

@@ -149,7 +149,9 @@ class GRPOTrainer(PolicyUpdate):
         advantages = alg.advantages(rewards, torch.as_tensor(samples.group))
         seqs = [(r.input_ids, resp) for r, resp in zip(samples.owners, samples.response_ids)]
         train = [i for i, done in enumerate(samples.finished) if done or not alg.overlong_mask]
-        update = self.update([seqs[i] for i in train], advantages[train]) if train else {}
+        behaviour = _pick(samples.logprobs, train)      # the rollout's log-probs
+        update = self.update([seqs[i] for i in train], advantages[train],
+                             behaviour) if train else {}
         alg.kl_ctrl.update(update.get("kl", 0.0), len(train))
         self.rollout.sync_weights()
         step_s = time.perf_counter() - t0
@@ -236,7 +238,7 @@ class GRPOTrainer(PolicyUpdate):
             if comp != "reward":
                 m.setdefault(f"reward/{comp}", float(np.mean(values)))
         m.update({k: v for k, v in s["counts"].items()})
-        m.update({f"actor/{k}": v for k, v in update.items()})
+        m.update({k if k.startswith("rollout/") else f"actor/{k}": v for k, v in update.items()})
         m.update({f"timing/{k}": v for k, v in timings.items()})
         m["timing/all"] = step_s
         m["throughput/tokens_per_s_per_device"] = tokens_per_s_per_device(
@@ -293,6 +295,10 @@ def prompt_seed(seed: int, step: int, prompt: Any) -> int:
     step and the prompt only, so samples do not depend on the rank count or batch layout."""
     digest = hashlib.blake2b(f"{seed}:{step}:{prompt}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+def _pick(per_sample: list | None, idx: list[int]) -> list | None:
+    return None if per_sample is None else [per_sample[i] for i in idx]
 
 
 def _seed_all(seed: int) -> None:

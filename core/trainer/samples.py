@@ -3,6 +3,10 @@
 Group g is the samples of prompt ``rows[g]``; ``group[i]`` is sample i's group. A rollout's
 ``SampleOutput`` and the pool's ``ScoreBatch`` for it make one ``Samples``; further rounds
 (DAPO's dynamic sampling) are appended with ``extend`` and groups dropped with ``keep``.
+
+``logprobs[i]`` are the rollout's log-probs of ``response_ids[i]`` (``SampleOutput.logprobs``),
+None when the rollout engine returned none; ``routes[i]`` its recorded expert choices (MoE
+routing replay), None when not recorded.
 """
 
 from __future__ import annotations
@@ -21,12 +25,20 @@ class Samples:
     rewards: list[float]
     components: dict[str, list[float]]
     counts: dict[str, int]
+    logprobs: list[list[float]] | None = None
+    routes: list | None = None
 
     @classmethod
     def of(cls, rows: list, out: Any, scored: Any) -> "Samples":
+        lps = getattr(out, "logprobs", None) or None
+        if lps is not None and [len(x) for x in lps] != [len(r) for r in out.response_ids]:
+            lps = None      # not one log-prob per response token: treated as none returned
+        routes = getattr(out, "routes", None) or None
         return cls(list(rows), list(out.prompt_index), [list(r) for r in out.response_ids],
                    [bool(f) for f in out.finished], list(scored.rewards),
-                   {k: list(v) for k, v in scored.components.items()}, dict(scored.counts))
+                   {k: list(v) for k, v in scored.components.items()}, dict(scored.counts),
+                   [list(x) for x in lps] if lps is not None else None,
+                   list(routes) if routes is not None else None)
 
     def __len__(self) -> int:
         return len(self.group)
@@ -47,6 +59,8 @@ class Samples:
             self.components.setdefault(k, []).extend(v)
         for k, v in other.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
+        self.logprobs = _joined(self.logprobs, other.logprobs)
+        self.routes = _joined(self.routes, other.routes)
 
     def keep(self, groups: Iterable[int]) -> "Samples":
         """Only the samples of ``groups`` (in their order here), groups renumbered 0.."""
@@ -56,4 +70,13 @@ class Samples:
                        [self.response_ids[i] for i in idx], [self.finished[i] for i in idx],
                        [self.rewards[i] for i in idx],
                        {k: [v[i] for i in idx] for k, v in self.components.items()},
-                       dict(self.counts))
+                       dict(self.counts), _pick(self.logprobs, idx), _pick(self.routes, idx))
+
+
+def _joined(a: list | None, b: list | None) -> list | None:
+    """Per-sample lists of two rounds, None unless both rounds have them."""
+    return a + b if a is not None and b is not None else None
+
+
+def _pick(a: list | None, idx: list[int]) -> list | None:
+    return None if a is None else [a[i] for i in idx]

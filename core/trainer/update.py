@@ -10,6 +10,8 @@ import random
 
 import torch
 
+from r1zero.algo.rollout_corr import add_sums, mismatch_metrics, mismatch_sums
+from r1zero.host.errors import ConfigError
 from r1zero.trainer import guards
 from r1zero.trainer.batching import split_to, token_budget_chunks
 from r1zero.engines.packing import PackedBatch
@@ -64,8 +66,17 @@ class PolicyUpdate:
                 out[i] = logp[row, :len(seqs[i][1])]
         return out
 
-    def update(self, seqs: list, advantages: torch.Tensor) -> dict[str, float]:
-        """PPO-style updates on (prompt_ids, response_ids) pairs with per-sequence advantages."""
+    def update(self, seqs: list, advantages: torch.Tensor,
+               rollout_logp: list[list[float]] | None = None) -> dict[str, float]:
+        """PPO-style updates on (prompt_ids, response_ids) pairs with per-sequence advantages.
+        ``rollout_logp``: the rollout's log-probs of each response (None when the rollout
+        engine returned none): the ``rollout/*`` mismatch metrics against the actor's old
+        log-probs, and the algorithm's rollout correction, if any, use them."""
+        if self.algorithm.correction is not None and rollout_logp is None:
+            raise ConfigError("the rollout engine returned no log-probs, which the correction "
+                              "needs", key="algorithm.rollout_correction")
+        self._rollout_logp = rollout_logp
+        self._mismatch: dict[str, float] = {}
         cfg, eng = self.cfg, self.engine
         a = cfg.actor
         n_seq = len(seqs)
@@ -83,17 +94,32 @@ class PolicyUpdate:
         n_updates = 0
         rng = random.Random(a.seed * 7919 + self.step)
         with self._timer("update"):
-            for _ in range(a.ppo_epochs):
+            for epoch in range(a.ppo_epochs):
                 order = list(range(n_seq))
                 if a.shuffle_mini_batch:
                     rng.shuffle(order)
+                self._first_epoch = epoch == 0
                 for start in range(0, n_seq, mini):
                     part = self._micro_batches(order[start:start + mini], seqs)
                     stats = self._optimizer_step(part, seqs, advantages, logp_ref, logp_old)
                     for k, v in stats.items():
                         sums[k] = sums.get(k, 0.0) + v
                     n_updates += 1
-        return {k: v / max(1, n_updates) for k, v in sums.items()}
+        out = {k: v / max(1, n_updates) for k, v in sums.items()}
+        if rollout_logp is not None:
+            out.update(self._mismatch_metrics())
+        return out
+
+    def _mismatch_metrics(self) -> dict[str, float]:
+        """The step's ``rollout/*`` metrics from the sums of every micro-batch of the first
+        epoch (each response once), over all ranks."""
+        sums = self._mismatch
+        if self.dist is not None:
+            total: dict[str, float] = {}
+            for part in self.dist.gather(sums):
+                total = add_sums(total, part) if part else total
+            sums = total
+        return mismatch_metrics(sums) if sums else {}
 
     def _optimizer_step(self, micro: list[list[int]], seqs: list, advantages: torch.Tensor,
                         logp_ref: dict, logp_old: dict) -> dict[str, float]:
@@ -115,7 +141,13 @@ class PolicyUpdate:
             idx, mask = micro[k], batch.response_mask
             old = _stack(logp_old, idx, logp) if logp_old else logp.detach()
             ref = _stack(logp_ref, idx, logp) if logp_ref else None
-            out = self.algorithm.loss(logp, old, advantages[idx].to(logp.device), mask, ref, ent)
+            behaviour = None
+            if self._rollout_logp is not None:
+                behaviour = _stack_lists(self._rollout_logp, idx, logp)
+                if self._first_epoch:
+                    self._mismatch = add_sums(self._mismatch, mismatch_sums(old, behaviour, mask))
+            out = self.algorithm.loss(logp, old, advantages[idx].to(logp.device), mask, ref, ent,
+                                      behaviour)
             share = (mask.sum().item() if token_mean else len(idx)) / total
             return out["loss"] * share, {name: float(v.detach()) * share for name, v in out.items()}
 
@@ -141,6 +173,14 @@ class PolicyUpdate:
             self.step, {**stats, "grad_norm": norm}))
         guards.check_weights(eng.model, f"step {self.step}")
         return stats
+
+
+def _stack_lists(per_seq: list[list[float]], idx: list[int], like: torch.Tensor) -> torch.Tensor:
+    """Rows ``idx`` of per-sequence float lists, right-padded with 0 to ``like``'s (B, R)."""
+    out = torch.zeros_like(like, dtype=torch.float32)
+    for row, i in enumerate(idx):
+        out[row, :len(per_seq[i])] = torch.tensor(per_seq[i], dtype=torch.float32)
+    return out
 
 
 def _stack(store: dict[int, torch.Tensor], idx: list[int], like: torch.Tensor) -> torch.Tensor:

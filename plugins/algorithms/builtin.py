@@ -8,6 +8,11 @@ estimators, policy losses, KL controllers). Registered exactly as a plugin regis
 | dapo      | group_norm   | ppo_clip    | token-mean              | clip 0.2 / 0.28, dynamic   |
 |           |              |             |                         | sampling, overlong mask    |
 | gspo      | group_norm   | gspo        | seq-mean-token-mean     | clip 3e-4 / 4e-4           |
+
+Rollout corrections (``algorithm.rollout_correction``, off by default; C =
+``algorithm.rollout_correction_c``): ``tis_token``, ``tis_seq`` (truncated importance
+sampling), ``mis_token``, ``mis_seq`` (masked importance sampling) -- see
+``r1zero.algo.rollout_corr``.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from typing import Any
 from torch import Tensor
 
 from r1zero.algo.advantages import group_advantages
-from r1zero.algo.algorithm import AdvantageEstimator, AlgorithmSpec, KLController, PolicyLoss
+from r1zero.algo.algorithm import (AdvantageEstimator, AlgorithmSpec, KLController, PolicyLoss,
+                                   RolloutCorrection)
 from r1zero.algo.kl import AdaptiveKLController, FixedKLController
 from r1zero.algo.loss import gspo_loss, ppo_clip_loss
+from r1zero.algo.rollout_corr import mis_seq, mis_token, tis_seq, tis_token
 from r1zero.host.hookspecs import hookimpl
 
 
@@ -66,6 +73,10 @@ PIECES = (
     PolicyLoss("gspo", gspo_loss),
     KLController("fixed", fixed_kl),
     KLController("adaptive", adaptive_kl),
+    RolloutCorrection("tis_token", tis_token),
+    RolloutCorrection("tis_seq", tis_seq),
+    RolloutCorrection("mis_token", mis_token),
+    RolloutCorrection("mis_seq", mis_seq),
 )
 
 

@@ -26,7 +26,7 @@ SET = {"actor.recompute": "full", "actor.distributed_optimizer": True,
        "rollout.tensor_parallel": 2, "rollout.pipeline_parallel": 2,
        "rollout.expert_parallel": 2, "rollout.max_num_seqs": 128, "rollout.max_model_len": 4096,
        "rollout.max_num_batched_tokens": 8192, "rollout.gpu_memory_utilization": 0.5,
-       "rollout.enforce_eager": True}
+       "rollout.enforce_eager": True, "algorithm.routing_replay": True}
 
 
 def test_the_default_recipe_asks_nothing_of_the_engines():
@@ -40,7 +40,8 @@ def test_each_key_is_refused_by_an_engine_that_does_not_implement_it(key):
     with pytest.raises(ConfigError) as exc:
         refuse_unimplemented(cfg, TorchTrainEngine, SamplerRolloutEngine)
     assert str(exc.value).startswith(f"{key}: {SET[key]!r} is not implemented by engine '{engine}'")
-    assert set(SET) == set(TRAIN_ENGINE_KEYS) | set(ROLLOUT_ENGINE_KEYS) - {"rollout.min_p"}
+    assert set(SET) == (set(TRAIN_ENGINE_KEYS) | set(ROLLOUT_ENGINE_KEYS)) - \
+        SamplerRolloutEngine.implements
 
 
 def test_an_engine_that_implements_a_key_accepts_it():
