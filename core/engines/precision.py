@@ -29,7 +29,7 @@ def compute_dtype(cfg: RecipeConfig) -> torch.dtype:
     return DTYPES[cfg.model.dtype]
 
 
-def rollout_dtype(cfg: Any) -> torch.dtype:
+def rollout_dtype(cfg: RecipeConfig) -> torch.dtype:
     """The rollout's dtype: ``rollout.dtype``, else ``model.dtype``."""
     return DTYPES[cfg.rollout.dtype or cfg.model.dtype]
 
