@@ -28,6 +28,7 @@ DASHBOARD = {
     "response length": ["response_length/mean"],
     "KL": ["actor/kl"],
     "validation": ["val/accuracy", "val/pass@*", "val/mean@*"],
+    "rollout mismatch": ["rollout/logprob_diff_mean", "rollout/mismatch_kl"],
 }
 
 

@@ -32,7 +32,8 @@ def test_dashboard_has_every_panel_and_sits_beside_the_curves(tmp_path):
     assert {"dashboard.png", "reward.png", "kl.png", "val_accuracy.png"} <= names
     assert mpimg.imread(tmp_path / "plots" / "dashboard.png").shape[1] > 1000   # 6 panels wide
     keys = {k for line in writer.path.read_text().splitlines() for k in json.loads(line)}
-    assert list(DASHBOARD) == ["reward", "format", "accuracy", "response length", "KL", "validation"]
+    assert list(DASHBOARD) == ["reward", "format", "accuracy", "response length", "KL", "validation",
+                              "rollout mismatch"]
     assert _panel_keys(DASHBOARD["validation"], keys) == ["val/accuracy", "val/pass@4", "val/mean@4"]
 
 
