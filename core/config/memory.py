@@ -6,7 +6,8 @@ MoE keys for DeepSeek-V3). The byte model, per die of the fullest pipeline stage
     parameters   model dtype (2 bytes for bf16): dense part / tp, routed experts / expert ranks
     gradients    fp32 (4 bytes): megatron DDP accumulates and reduces gradients in fp32
     optimizer    fp32 master + Adam m, v = 12 bytes; / dp (dense) and / (dp / ep) (experts)
-                 with the distributed optimizer
+                 with the distributed optimizer; with ``actor.swap_optimizer`` it lives on the
+                 host and 1/SWAP_CHUNKS of it is on the die during the step
     activations  s*b*h*(10 + 24/tp) bytes per layer (Korthikanti et al. 2022, flash attention so
                  no s^2 term), or 2*s*b*h per layer plus one full layer with full recompute;
                  x micro-batches in flight (1F1B: pp on the first stage); plus the fp32 logits
@@ -21,6 +22,7 @@ from typing import Any, Mapping
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 GRAD_BYTES, OPTIM_BYTES = 4, 12
+SWAP_CHUNKS = 16      # actor.swap_optimizer: the optimizer step brings the state over in 16 parts
 
 
 def layer_params(arch: Mapping[str, Any]) -> dict[str, int]:

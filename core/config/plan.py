@@ -184,7 +184,10 @@ def _memory(checks: _Checks, cfg: RecipeConfig, arch: dict, engine: str, stages:
     d = M.DTYPE_BYTES[cfg.model.dtype]
     grad_b, opt_b = _engine_bytes(engine, d)
     seq = r.max_prompt_length + r.max_response_length
-    if a.use_dynamic_bsz and a.max_packing_token_size:
+    micro_batch = a.micro_batch_size
+    if a.use_remove_padding and a.max_packing_token_size:    # one packed row per micro-batch
+        seq, micro_batch = max(seq, a.max_packing_token_size), 1
+    elif a.use_dynamic_bsz and a.max_packing_token_size:
         seq = max(seq, a.max_packing_token_size)
     per_stage = []
     for s in range(len(stages)):
@@ -198,8 +201,10 @@ def _memory(checks: _Checks, cfg: RecipeConfig, arch: dict, engine: str, stages:
         if engine == "fsdp" and a.distributed_optimizer is not False:   # FSDP2 shards all 3
             for k in ("param_bytes", "grad_bytes", "optimizer_bytes"):
                 b[k] = -(-b[k] // actor["dp"])
+        if a.swap_optimizer:            # on the host; one part at a time on the die for the step
+            b["optimizer_bytes"] = -(-b["optimizer_bytes"] // M.SWAP_CHUNKS)
         b["activation_bytes"] = M.activation_bytes(
-            arch, stages, s, tp=a.tensor_parallel, seq=seq, micro_batch=a.micro_batch_size,
+            arch, stages, s, tp=a.tensor_parallel, seq=seq, micro_batch=micro_batch,
             in_flight=in_flight, recompute=a.recompute, dtype_bytes=d)
         b["peak_bytes"] = b["param_bytes"] + b["grad_bytes"] + b["optimizer_bytes"] + \
             b["activation_bytes"]

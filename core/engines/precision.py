@@ -13,6 +13,7 @@ not finite is skipped and S halves, and S doubles after ``growth_interval`` fini
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -22,6 +23,7 @@ from r1zero.host.errors import ConfigError
 if TYPE_CHECKING:
     from r1zero.config.recipe import RecipeConfig
 
+log = logging.getLogger("r1zero.engines.precision")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -82,13 +84,22 @@ class LossScaler:
         self.good_steps, self.skipped = int(state["good_steps"]), int(state["skipped"])
 
 
+def loss_scale_note(cfg: RecipeConfig) -> None:
+    """``actor.initial_loss_scale`` under bf16/fp32 compute is accepted and has no effect, as in
+    Megatron (its bf16 path has no loss scaler); one line says so."""
+    init = cfg.actor.initial_loss_scale
+    if init is not None and cfg.model.dtype != "float16":
+        log.warning("note: actor.initial_loss_scale %g has no effect with model.dtype %s (no "
+                    "loss scaling outside float16, as in Megatron's bf16 path)", init,
+                    cfg.model.dtype)
+
+
 def make_scaler(cfg: RecipeConfig) -> LossScaler:
-    """The loss scaler ``model.dtype`` calls for; ``actor.initial_loss_scale`` needs float16."""
+    """The loss scaler ``model.dtype`` calls for: float16 starts at ``actor.initial_loss_scale``
+    (default 2^16); other dtypes get an inert one (``loss_scale_note``)."""
     init = cfg.actor.initial_loss_scale
     fp16 = cfg.model.dtype == "float16"
-    if init is not None and not fp16:
-        raise ConfigError(f"initial_loss_scale {init:g} applies to float16 compute only; "
-                          f"model.dtype is {cfg.model.dtype}", key="actor.initial_loss_scale")
+    loss_scale_note(cfg)
     if init is not None and init <= 0:
         raise ConfigError(f"initial_loss_scale must be > 0, got {init:g}",
                           key="actor.initial_loss_scale")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import torch
-from r1zero.engines import packing
+from r1zero.engines import packing, swap
 from r1zero.engines.precision import autocast, clip_and_step, compute_dtype, make_scaler
 from r1zero.engines.state import load_engine_state, save_engine_state
 from r1zero.host.errors import ConfigError
@@ -63,7 +63,8 @@ class TorchTrainEngine(ScaledAdamWEngine):
     name = "torch"
     implements: frozenset[str] = frozenset({
         "actor.recompute", "actor.initial_loss_scale", "actor.use_dynamic_bsz",
-        "actor.max_packing_token_size", "actor.use_remove_padding", "rollout.offload_train_params",
+        "actor.max_packing_token_size", "actor.use_remove_padding", "actor.swap_optimizer",
+        "rollout.offload_train_params",
         "rollout.offload_train_grads", "rollout.offload_train_optimizer"})
 
     reduces_grads = False
@@ -80,7 +81,7 @@ class TorchTrainEngine(ScaledAdamWEngine):
         self.ref = None
         if cfg.reference.enabled and cfg.algorithm.kl_coef > 0:
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.optimizer, self.scheduler = make_optimizer(cfg, self.model.parameters())
+        self.optimizer, self.scheduler = make_optimizer(cfg, self.model.parameters(), self.device)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def logprobs(self, model: torch.nn.Module, batch: "SeqBatch", temperature: float,
@@ -106,14 +107,15 @@ def offload_for_rollout(engine: Any, skip: bool = False):
     state lives in host memory already: nothing moves."""
     r, device = engine.cfg.rollout, engine.device
     params = r.offload_train_params and not engine.weights_in_place
-    moved = device.type != "cpu" and not skip and (params or r.offload_train_optimizer)
+    optim = r.offload_train_optimizer and not engine.cfg.actor.swap_optimizer   # host already
+    moved = device.type != "cpu" and not skip and (params or optim)
     if moved:
-        _move_train_state(engine, "cpu", params, r.offload_train_optimizer)
+        _move_train_state(engine, "cpu", params, optim)
     try:
         yield
     finally:
         if moved:
-            _move_train_state(engine, device, params, r.offload_train_optimizer)
+            _move_train_state(engine, device, params, optim)
 
 
 def _move_train_state(engine: Any, device: Any, params: bool, optimizer: bool) -> None:
@@ -151,11 +153,16 @@ def set_recompute(model: torch.nn.Module, cfg: RecipeConfig, engine: str) -> boo
     return mode == "none"
 
 
-def make_optimizer(cfg: RecipeConfig, params: Iterable[torch.nn.Parameter]):
-    """AdamW over ``params`` and its lr schedule (``lr_lambda``)."""
+def make_optimizer(cfg: RecipeConfig, params: Iterable[torch.nn.Parameter],
+                   device: torch.device | None = None):
+    """AdamW over ``params`` and its lr schedule (``lr_lambda``); with ``actor.swap_optimizer``
+    its state lives on the host and comes to ``device`` for the step in parts
+    (``engines.swap``)."""
     a = cfg.actor
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_eps,
                             weight_decay=a.weight_decay)
+    if a.swap_optimizer:
+        swap.install(opt, device or torch.device("cpu"))
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(a))
 
 

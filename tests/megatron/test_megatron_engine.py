@@ -105,7 +105,8 @@ LAYOUTS = {"tp2": ["actor.tensor_parallel=2"],
            "pp2": ["actor.pipeline_parallel=2", "actor.num_layer_list=[1,3]"],   # uneven stages
            "dp2_distributed_optimizer": ["actor.distributed_optimizer=true"],
            # use_remove_padding: each micro-batch one row, block-diagonal causal mask
-           "packed_tp2": ["actor.tensor_parallel=2", "actor.use_remove_padding=true"],
+           "packed_tp2": ["actor.tensor_parallel=2", "actor.use_remove_padding=true",
+                          "actor.swap_optimizer=true"],
            "packed_pp2": ["actor.pipeline_parallel=2", "actor.num_layer_list=[1,3]",
                           "actor.use_remove_padding=true"]}
 

@@ -68,10 +68,10 @@ def test_rollout_engine_takes_only_names_that_exist():
 
 
 def test_train_refuses_before_step_1_naming_key_and_engine(tiny_setup, tmp_path, capsys):
-    path = write_recipe(tmp_path / "r.yaml", recipe(tiny_setup, tmp_path, actor={"swap_optimizer": True}))
+    path = write_recipe(tmp_path / "r.yaml", recipe(tiny_setup, tmp_path, actor={"distributed_optimizer": True}))
     assert main(["train", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("r1zero: error: actor.swap_optimizer: True is not implemented by engine "
+    assert err.startswith("r1zero: error: actor.distributed_optimizer: True is not implemented by engine "
                           "'torch'")
     assert not (tmp_path / "logs").exists() and not (tmp_path / "ckpt").exists()
 

@@ -108,8 +108,17 @@ def test_loss_scaler_skips_nonfinite_steps_and_grows_after_good_ones():
     assert off.update(math.nan) and off.scale == 1.0                # bf16/fp32: never skips
 
 
-def test_initial_loss_scale_is_refused_without_fp16():
+def test_initial_loss_scale_with_bf16_is_accepted_and_has_no_effect(caplog):
+    """As in Megatron, whose bf16 path builds no loss scaler: one note, an inert scaler."""
     cfg = load_config(None, ["model.dtype=bfloat16", "actor.initial_loss_scale=4096"])
-    with pytest.raises(ConfigError, match=r"actor.initial_loss_scale: initial_loss_scale 4096 "
-                                          r"applies to float16 compute only; model.dtype is bfloat16"):
-        make_scaler(cfg)
+    with caplog.at_level("WARNING", logger="r1zero.engines.precision"):
+        scaler = make_scaler(cfg)
+    assert not scaler.enabled and scaler.scale == 1.0
+    assert float(scaler.scale_loss(torch.tensor(3.0))) == 3.0
+    notes = [r.getMessage() for r in caplog.records]
+    assert notes == ["note: actor.initial_loss_scale 4096 has no effect with model.dtype bfloat16 "
+                     "(no loss scaling outside float16, as in Megatron's bf16 path)"]
+    assert make_scaler(load_config(None, ["model.dtype=float16",
+                                          "actor.initial_loss_scale=4096"])).scale == 4096.0
+    with pytest.raises(ConfigError, match="actor.initial_loss_scale: must be > 0"):
+        load_config(None, ["model.dtype=float16", "actor.initial_loss_scale=0"])

@@ -33,6 +33,8 @@ import torch
 from r1zero.config.layout import stage_layers
 from r1zero.engines.megatron import model as M
 from r1zero.engines.megatron.packed import pack_rows
+from r1zero.engines import swap
+from r1zero.engines.precision import loss_scale_note
 from r1zero.engines.megatron import moe
 from r1zero.engines.megatron.moe import expert_sizes, global_expert, split_group
 from r1zero.host.errors import BackendUnavailable, ConfigError
@@ -89,7 +91,8 @@ class MegatronTrainEngine:
     # recipe keys this engine acts on (r1zero.config.engine_keys); the rest are refused
     implements = frozenset({"actor.distributed_optimizer", "actor.recompute",
                             "actor.use_dynamic_bsz", "actor.max_packing_token_size",
-                            "actor.use_remove_padding"})
+                            "actor.use_remove_padding", "actor.swap_optimizer",
+                            "actor.initial_loss_scale"})
     reduces_grads = True         # megatron DDP leaves the data-parallel gradient
     schedules_micro_batches = True   # the trainer hands it a mini-batch's micro-batches at once
     weights_in_place = False     # the sampler takes ``full_weights()``
@@ -379,7 +382,13 @@ def _wrap_ddp_and_optimizer(gpt: torch.nn.Module, cfg: RecipeConfig):
         optimizer="adam", lr=a.lr, weight_decay=a.weight_decay, adam_beta1=a.adam_beta1,
         adam_beta2=a.adam_beta2, adam_eps=a.adam_eps, clip_grad=a.clip_grad,
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, params_dtype=dtype,
-        use_distributed_optimizer=a.distributed_optimizer), [ddp])
+        use_distributed_optimizer=a.distributed_optimizer,
+        **({"initial_loss_scale": a.initial_loss_scale} if a.initial_loss_scale else {})),
+        [ddp])                      # bf16: megatron builds no loss scaler (loss_scale_note)
+    loss_scale_note(cfg)
+    if a.swap_optimizer:            # each torch optimizer megatron chains steps its state in parts
+        for sub in getattr(optimizer, "chained_optimizers", [optimizer]):
+            swap.install(sub.optimizer, next(gpt.parameters()).device)
     return ddp, optimizer
 
 
