@@ -27,7 +27,9 @@ def test_plan_of_the_seed_recipe():
                             "experts_per_rank": 2}
     m = plan.memory
     assert round(m["total_params"] / 1e9) == 671                      # DeepSeek-V3's 671 B
-    assert m["peak_stage"] == 5 and 30 * GIB < m["peak_bytes"] < A3
+    # swap_optimizer: 1/16 of the Adam state on the die during the step, so the first stages'
+    # 1F1B activations decide the peak (19.3 GiB at stage 1; 40.0 GiB at stage 5 unswapped)
+    assert m["peak_stage"] == 1 and 15 * GIB < m["peak_bytes"] < 25 * GIB
 
 
 def test_memory_of_one_stage_by_hand():
@@ -58,7 +60,8 @@ def test_memory_checks_against_the_device():
     # what the seed's recompute, distributed optimizer and optimizer swap buy: without them the
     # peak exceeds the die, and the optimizer kept during rollout crowds out vLLM's 0.75
     cfg = load_config(RECIPE, ["actor.distributed_optimizer=false", "actor.swap_optimizer=false",
-                               "actor.recompute=none", "actor.micro_batch_size=2"])
+                               "actor.recompute=none", "actor.micro_batch_size=2",
+                               "actor.use_remove_padding=false"])   # padded rows of 2
     plan = make_plan(cfg, 384, backend="ascend_a3", device_memory=A3)
     keys = [f["key"] for f in plan.failures]
     assert keys == ["actor", "rollout.gpu_memory_utilization"]
