@@ -162,3 +162,26 @@ def test_fsdp_two_ranks_packed_step_equals_padded(tiny_setup, tmp_path):
                 for n in before)
     print(f"fsdp 2 ranks packed vs padded update: worst rel {worst:.2e}")
     assert worst < 1e-4
+
+
+def test_tiny_run_trains_with_the_seed_keys(tiny_setup, tmp_path, capsys, caplog):
+    """Issue 22's check: use_remove_padding + swap_optimizer + bf16 + initial_loss_scale 4096
+    (no effect under bf16) train 2 steps on CPU through ``r1zero train``."""
+    from r1zero.cli.main import main
+    from r1zero.trainer.metrics import read_metrics
+    from tests.trainer.conftest import write_recipe
+
+    cfg = recipe(tiny_setup, tmp_path, model={"dtype": "bfloat16"},
+                 rewards={"text_length": {"weight": 1.0}},    # varies for a random model
+                 plugins={"modules": [str(Path(__file__).with_name("length_reward.py"))]},
+                 actor={"use_remove_padding": True, "swap_optimizer": True,
+                        "initial_loss_scale": 4096, "use_dynamic_bsz": True,
+                        "max_packing_token_size": 96, "train_iters": 2})
+    with caplog.at_level("WARNING", logger="r1zero.engines.precision"):
+        assert main(["train", str(write_recipe(tmp_path / "r.yaml", cfg))]) == 0
+    assert any("initial_loss_scale 4096 has no effect" in r.getMessage() for r in caplog.records)
+    rows = read_metrics(tmp_path / "logs" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["actor/grad_norm"] > 0 for r in rows)
+    # the packed bf16 actor scores the rollout's tokens as the sampler's bf16 copy does
+    assert all(r["rollout/logprob_diff_max"] < 0.05 for r in rows)
