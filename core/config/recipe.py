@@ -183,7 +183,7 @@ class RolloutConfig:
     max_num_batched_tokens: int | None = field(default=None, validator=_opt(_pos))
     gpu_memory_utilization: float = field(default=0.75, validator=_num(gt(0), le(1)))
     enforce_eager: bool = False
-    sleep_level: int = field(default=0, validator=_choice(0, 1, 2), metadata={
+    sleep_level: int = field(default=0, validator=[ge(0), le(2)], metadata={
         "help": "vLLM asleep between generations: 0 off, 1 weights offloaded + KV cache "
                 "dropped, 2 both dropped (weights pushed again before the next generation)"})
     sync_bucket_mb: int = field(default=512, validator=_pos, metadata={
