@@ -1,4 +1,4 @@
-"""Implementations of the CLI subcommands that do real work (imported lazily by cli.py)."""
+"""Implementations of the CLI subcommands that do real work (imported lazily by ``cli.main``)."""
 
 from __future__ import annotations
 

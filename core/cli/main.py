@@ -9,7 +9,10 @@
     r1zero train CONFIG [key=value ...] [--resume]
     r1zero plan CONFIG [key=value ...] [--json]    # layout and per-die memory, no hardware needed
     r1zero score FILE.jsonl [--scorer base_acc] [--option k=v]
-    r1zero eval MODEL_OR_CHECKPOINT --data FILE [--n K] [--temperature T] [key=value ...]
+    r1zero eval MODEL_OR_CHECKPOINT --data FILE [--n K] [--k K] [--temperature T] [key=value ...]
+    r1zero launch CONFIG --master-addr IP [--output FILE]   # the per-node Ray cluster script
+    r1zero convert CONFIG --load-dir HF --save-dir MG [--in-process hf-to-mcore|mcore-to-hf]
+    r1zero export CHECKPOINT OUT [--dtype D]      # fp32 master weights -> an HF model directory
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The code that ``r1zero plugin new`` writes: one module and one test per plugin kind.
 
-Placeholders, filled by :class:`r1zero.scaffold.Names`: ``__NAME__`` (registered name and entry
+Placeholders, filled by :class:`r1zero.cli.scaffold.Names`: ``__NAME__`` (registered name and entry
 point), ``__MODULE__``, ``__DIST__``, ``__CLASS__``. Each skeleton does something small but real,
 so its test checks behaviour, not just that an object exists.
 """

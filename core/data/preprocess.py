@@ -30,11 +30,19 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import attrs
-
 import r1zero
-from r1zero.data.records import (DatasetHandler, Item, LoadStats, input_sha256, iter_items,
-                         resolve_map_keys, text_sha256, tokenizer_sha256)
+from r1zero.data.records import (
+    DatasetHandler,
+    Item,
+    LoadStats,
+    input_sha256,
+    iter_items,
+    resolve_map_keys,
+    text_sha256,
+    tokenizer_sha256,
+)
 from r1zero.host.errors import ConfigError, DatasetError
+from r1zero.host.files import pid_alive, publish_dir, remove_path
 
 log = logging.getLogger("r1zero.data.preprocess")
 FORMAT = "r1zero-preprocessed/1"
@@ -128,7 +136,7 @@ def preprocess(input_path: str | Path, handler: DatasetHandler, template: Any,
         manifest = attrs.evolve(plan, **counts, seconds=round(time.perf_counter() - start, 3),
                                 created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         _write_json(tmp / MANIFEST_FILE, manifest.to_dict())
-        _publish(tmp, out)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -399,17 +407,6 @@ def _write_json(path: Path, data: Any) -> None:
         os.fsync(f.fileno())
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; a previous ``out`` is moved aside first and then deleted."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        _remove(old)
-
-
 def _clean_stale(out: Path) -> None:
     """Remove temp dirs of dead runs; if a run died between its two renames, put the old
     output back."""
@@ -421,26 +418,9 @@ def _clean_stale(out: Path) -> None:
             continue
         kind, _, rest = p.name[len(prefix):].partition("-")
         pid = rest.split("-")[0]
-        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+        if kind not in ("tmp", "old") or not pid.isdigit() or pid_alive(int(pid)):
             continue
         if kind == "old" and not out.exists() and (p / MANIFEST_FILE).exists():
             os.replace(p, out)
         else:
-            _remove(p)
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        p.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+            remove_path(p)

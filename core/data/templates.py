@@ -22,7 +22,7 @@ import attrs
 from r1zero.host.errors import ConfigError
 from r1zero.host.manager import PluginHost
 
-log = logging.getLogger("r1zero.templates")
+log = logging.getLogger(__name__)
 _REPORTED: set[tuple[str, tuple[str, ...]]] = set()     # (file, ignored fields) already logged
 
 _FIELDS = ("name", "format_user", "format_assistant", "format_system", "format_observation",

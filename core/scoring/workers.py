@@ -31,7 +31,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 from r1zero.host.errors import ScoringError
 
-log = logging.getLogger("r1zero.scoring.pool")
+log = logging.getLogger(__name__)
 START_TIMEOUT_S = 120.0      # a fresh worker must report ready within this
 
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from r1zero.host.errors import CheckpointError
 from r1zero.engines.state import check_engine_state
+from r1zero.host.errors import CheckpointError
+from r1zero.host.files import pid_alive, publish_dir
 
-log = logging.getLogger("r1zero.checkpoint")
+log = logging.getLogger(__name__)
 STATE_FILE, META_FILE = "trainer_state.pt", "meta.json"
 
 
@@ -75,9 +75,7 @@ def save(ckpt_dir: str | Path, step: int, engine: Any, tokenizer: Any, extra: di
     torch.save(extra, tmp / STATE_FILE)
     (tmp / META_FILE).write_text(json.dumps({"step": step}))
     _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    publish_dir(tmp, final)
     latest_tmp = root / ".latest.tmp"
     latest_tmp.write_text(final.name)
     os.replace(latest_tmp, root / "latest")
@@ -87,28 +85,18 @@ def save(ckpt_dir: str | Path, step: int, engine: Any, tokenizer: Any, extra: di
 
 
 def clean_stale_tmp(root: str | Path) -> list[Path]:
-    """Remove ``.tmp_step_*_<pid>`` directories of saves whose process is gone."""
+    """Remove ``.tmp_step_*_<pid>`` directories (and ``.step_*.old-<pid>-*`` copies set aside by
+    ``publish_dir``) of saves whose process is gone."""
     removed = []
-    for p in Path(root).glob(".tmp_step_*"):
-        pid = p.name.rsplit("_", 1)[-1]
-        if p.is_dir() and not p.is_symlink() and pid.isdigit() and not _alive(int(pid)):
+    for p in [*Path(root).glob(".tmp_step_*"), *Path(root).glob(".step_*.old-*")]:
+        pid = p.name.rsplit("_", 1)[-1] if p.name.startswith(".tmp") else \
+            p.name.rsplit(".old-", 1)[-1].split("-")[0]
+        if p.is_dir() and not p.is_symlink() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     if removed:
         log.info("removed %d leftover temp dir(s) of killed saves under %s", len(removed), root)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_dir(path: Path) -> None:

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as tdist
 
 
-log = logging.getLogger("r1zero.train")
+log = logging.getLogger(__name__)
 
 
 def shard_prompts(ids: Sequence[int], mini: int, rank: int, world: int) -> list[int]:

@@ -36,7 +36,7 @@ from r1zero.trainer.validate import Validation
 if TYPE_CHECKING:
     from r1zero.config.recipe import RecipeConfig
 
-log = logging.getLogger("r1zero.train")
+log = logging.getLogger(__name__)
 
 
 class GRPOTrainer(PolicyUpdate):

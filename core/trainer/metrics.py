@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from r1zero.host.errors import ConfigError, DatasetError
 
-log = logging.getLogger("r1zero.metrics")
+log = logging.getLogger(__name__)
 # curve file name -> metric keys drawn in it (a key missing from the log is skipped)
 CURVES = {
     "reward": ["reward/mean"],

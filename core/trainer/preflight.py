@@ -22,7 +22,7 @@ from typing import Iterable
 
 from r1zero.host.errors import CheckpointError, ConfigError, TrainingError
 
-log = logging.getLogger("r1zero.train")
+log = logging.getLogger(__name__)
 LOCK_FILE = ".r1zero.lock"
 
 

@@ -36,7 +36,7 @@ from r1zero.trainer.launch import (
 if TYPE_CHECKING:
     from r1zero.config.recipe import RecipeConfig
 
-log = logging.getLogger("r1zero.train")
+log = logging.getLogger(__name__)
 PLACEMENT_TIMEOUT_S = 300
 # Ray's per-accelerator switch that leaves all devices visible to every worker
 _VISIBLE = {"GPU": "CUDA_VISIBLE_DEVICES", "NPU": "ASCEND_RT_VISIBLE_DEVICES"}

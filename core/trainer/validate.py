@@ -24,7 +24,7 @@ from r1zero.host.errors import ConfigError
 if TYPE_CHECKING:
     from r1zero.config.recipe import RecipeConfig
 
-log = logging.getLogger("r1zero.train")
+log = logging.getLogger(__name__)
 
 
 def val_output_dir(cfg: RecipeConfig) -> Path:

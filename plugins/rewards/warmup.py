@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Callable
 
-log = logging.getLogger("r1zero.scoring.pool")
+log = logging.getLogger(__name__)
 
 PAIRS = [
     ("\\frac{5}{9}", "0.5"), ("3\\sqrt{7}", "\\sqrt{63}"), ("x^3-4x", "x(x-2)(x+2)"),

@@ -62,3 +62,17 @@ def test_preprocess_prints_the_manifest_as_json(tmp_path):
     assert out.returncode == 0, out.stderr
     manifest = json.loads(out.stdout)
     assert manifest["template"] == "deepseek3_r1" and manifest["n_kept"] > 200
+
+
+def test_the_usage_docstring_lists_every_command():
+    import argparse
+    import importlib
+
+    cli_main = importlib.import_module("r1zero.cli.main")
+
+    parser = cli_main.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    usage = cli_main.__doc__
+    missing = [name for name in sub.choices if f"r1zero {name} " not in usage
+               and f"r1zero {name}\n" not in usage]
+    assert not missing, f"cli/main.py's usage does not list: {missing}"

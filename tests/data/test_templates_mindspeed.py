@@ -43,7 +43,7 @@ def shaped_file(tmp_path):
 
 
 def test_mindspeed_shaped_file_loads_and_keeps_template_class(shaped_file, caplog):
-    caplog.set_level(logging.WARNING, logger="r1zero.templates")
+    caplog.set_level(logging.WARNING, logger="r1zero.data.templates")
     loaded = {t.name: t for t in T.load_templates_file(shaped_file)}
     assert list(loaded) == ["plain", "chat_r1", "qwen3", "with_bos"]
     q3 = loaded["qwen3"]
@@ -56,7 +56,7 @@ def test_mindspeed_shaped_file_loads_and_keeps_template_class(shaped_file, caplo
 
 
 def test_ignored_fields_are_reported_once_per_file(shaped_file, caplog):
-    caplog.set_level(logging.WARNING, logger="r1zero.templates")
+    caplog.set_level(logging.WARNING, logger="r1zero.data.templates")
     T._REPORTED.clear()
     for _ in range(3):
         T.load_templates_file(shaped_file)

@@ -80,7 +80,7 @@ def test_many_samples_keep_their_order(pool):
 def test_hanging_scorer_is_killed_and_the_batch_completes(pool, bad, caplog):
     before = pool.workers_replaced
     t = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="r1zero.scoring.pool"):
+    with caplog.at_level(logging.WARNING, logger="r1zero"):
         b = pool.score(["1", bad, "3", "4"], ["g"] * 4)
     assert time.perf_counter() - t < TIMEOUT + 3
     assert b.components["echo/reward"] == [1.0, 0.0, 3.0, 4.0]

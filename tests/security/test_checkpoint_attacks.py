@@ -114,7 +114,7 @@ def test_resume_skips_a_damaged_latest_checkpoint(run, tmp_path, damage, caplog)
         (newest / "meta.json").write_text("{not json")
     else:
         _plant_payload(newest, tmp_path / "pwned")
-    with caplog.at_level(logging.WARNING, logger="r1zero.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="r1zero.trainer"):
         trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
     trainer.close()
     assert trainer.step == 1

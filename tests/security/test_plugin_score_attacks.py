@@ -145,7 +145,7 @@ def test_non_string_response_is_a_row_error(tmp_path, capsys, response, what):
 def test_score_workers_are_capped_at_the_cores(caplog):
     from r1zero.plugins.rewards.base_acc import BaseAccScorer
 
-    with caplog.at_level(logging.WARNING, logger="r1zero.scoring.pool"):
+    with caplog.at_level(logging.WARNING, logger="r1zero"):
         with ScoringPool([(BaseAccScorer(), 1.0)], workers=100_000) as pool:
             assert len(pool._workers.workers) == available_cores()
             assert pool.score(["\\boxed{1}"], ["1"]).counts["reward/errors"] == 0

@@ -87,7 +87,7 @@ def test_stale_lock_of_a_killed_run_is_detected_and_taken_over(tmp_path, caplog)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     assert str(holder.pid) in (tmp_path / LOCK_FILE).read_text()
-    with caplog.at_level(logging.WARNING, logger="r1zero.train"):
+    with caplog.at_level(logging.WARNING, logger="r1zero.trainer"):
         lock = RunLock([tmp_path]).acquire()
     try:
         assert "stale lock" in caplog.text and f"pid {holder.pid}" in caplog.text
@@ -103,7 +103,7 @@ def test_torn_last_metrics_line_is_repaired_on_resume(tmp_path, caplog):
     log_dir.mkdir()
     good = [json.dumps({"step": s, "reward/mean": 0.5}) for s in (1, 2)]
     (log_dir / "metrics.jsonl").write_text("\n".join(good) + '\n{"step": 3, "reward/me')
-    with caplog.at_level(logging.WARNING, logger="r1zero.metrics"):
+    with caplog.at_level(logging.WARNING, logger="r1zero.trainer"):
         writer = MetricsWriter(log_dir, tensorboard=False, resume_step=2)
     writer.write(3, {"reward/mean": 0.75})
     writer.close()
@@ -142,7 +142,7 @@ def test_non_finite_loss_stops_before_the_optimizer_step():
 
 def test_n_samples_per_prompt_of_one_warns(tiny_setup, tmp_path, caplog):
     cfg = load_config(None, base=recipe(tiny_setup, tmp_path, rollout={"n_samples_per_prompt": 1}))
-    with caplog.at_level(logging.WARNING, logger="r1zero.train"):
+    with caplog.at_level(logging.WARNING, logger="r1zero.trainer"):
         GRPOTrainer.from_config(cfg).close()
     assert "n_samples_per_prompt is 1" in caplog.text and "advantage 0" in caplog.text
 

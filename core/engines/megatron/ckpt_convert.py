@@ -1,7 +1,9 @@
 """HF -> Megatron-mcore weight conversion for the Ascend layouts, with MindSpeed-LLM's convert_ckpt.py.
 
-r1zero does not convert weights itself: MindSpeed-LLM does, and ``convert_command`` builds its
-command line from the recipe (its README is authoritative for flag names). For the seed:
+For MindSpeed's own checkpoint format, MindSpeed-LLM converts and ``convert_command`` builds its
+command line from the recipe (its README is authoritative for flag names); r1zero's own
+in-process converter (``engines.megatron.convert``, ``r1zero convert --in-process``) writes
+megatron-core's ``dist_checkpointing`` format for the megatron engine. For the seed:
 
     python convert_ckpt_v2.py --load-model-type hf --save-model-type mg --model-type-hf deepseek3
         --load-dir HF --save-dir MG --target-tensor-parallel-size 4
