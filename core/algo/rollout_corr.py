@@ -34,7 +34,7 @@ def mismatch_sums(logp_old: Tensor, logp_rollout: Tensor, mask: Tensor) -> dict[
       outside = sum m·[r < 0.5 or r > 2].
     """
     m = mask.to(torch.float64)
-    d = (logp_old.double() - logp_rollout.double()).clamp(-LOG_BOUND, LOG_BOUND)
+    d = (logp_old.detach().double() - logp_rollout.detach().double()).clamp(-LOG_BOUND, LOG_BOUND)
     r = torch.exp(d)
     on = m > 0
     lo, hi = RATIO_BAND

@@ -28,6 +28,7 @@ TRAIN_ENGINE_KEYS: dict[str, Any] = {
     "rollout.offload_train_params": False,       # the actor's memory while the rollout runs
     "rollout.offload_train_grads": False,
     "rollout.offload_train_optimizer": False,
+    "algorithm.routing_replay": False,           # the actor's routers reuse the rollout's
 }
 ROLLOUT_ENGINE_KEYS: dict[str, Any] = {
     "rollout.min_p": 0.0,

@@ -24,7 +24,8 @@ class SamplerRolloutEngine:
     log-prob (``SampleOutput.logprobs``), so it implements ``algorithm.rollout_correction``."""
 
     name = "sampler"
-    implements = frozenset({"rollout.min_p", "rollout.dtype", "algorithm.rollout_correction"})
+    implements = frozenset({"rollout.min_p", "rollout.dtype", "algorithm.rollout_correction",
+                            "algorithm.routing_replay"})
 
     def __init__(self, cfg: RecipeConfig, train_engine: Any, tokenizer: Any,
                  stops: Sequence[Sequence[int]]):
@@ -44,7 +45,8 @@ class SamplerRolloutEngine:
         with phase():
             return self.sampler.generate(prompts, n, r.max_response_length,
                                          temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                                         generator=generator, min_p=r.min_p, seeds=seeds)
+                                         generator=generator, min_p=r.min_p, seeds=seeds,
+                                         record_routes=self.cfg.algorithm.routing_replay)
 
     @torch.no_grad()
     def sync_weights(self) -> None:

@@ -19,6 +19,7 @@ writes its next key/value into the same cache column, so one step serves the who
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from typing import Any, Sequence
 
@@ -26,6 +27,8 @@ import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from r1zero.engines.routing import RouteRecorder
 
 FAST_MODEL_TYPES = ("qwen2", "qwen3", "llama")
 # Drop finished rows from the batch once this share of the rows still in it has finished:
@@ -48,6 +51,9 @@ class SampleOutput:
     response_ids: list[list[int]]
     finished: list[bool]
     logprobs: list[list[float]] = attrs.field(factory=list)
+    # MoE routing replay, when asked: routes[i] (len(response_ids[i]), moe layers, top_k)
+    # int16, the experts each response token was routed to (-1: the last token, never fed)
+    routes: list = attrs.field(factory=list)
 
 
 class Sampler:
@@ -76,14 +82,15 @@ class Sampler:
     def generate(self, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = -1,
                  generator: torch.Generator | None = None, min_p: float = 0.0,
-                 seeds: Sequence[int] | None = None) -> SampleOutput:
+                 seeds: Sequence[int] | None = None, record_routes: bool = False) -> SampleOutput:
         """n samples for each prompt (lists of token ids, any lengths), at most max_new_tokens each.
 
         temperature 0 (or top_k 1) is greedy decoding. ``generator`` seeds the sampling (one
         uniform per row and step, drawn on the generator's device); same generator state, same
         model, same arguments -> same output. ``seeds`` (one int per prompt) instead draws each
         prompt's uniforms from its own seed, so a prompt's samples do not depend on the other
-        prompts of the batch (nor on how a run splits prompts over ranks).
+        prompts of the batch (nor on how a run splits prompts over ranks). ``record_routes``
+        fills ``routes`` (an MoE model's expert choices, ``r1zero.engines.routing``).
         """
         _check_args(prompts, n, max_new_tokens, temperature, top_p)
         if seeds is not None and len(seeds) != len(prompts):
@@ -98,21 +105,30 @@ class Sampler:
         ids, mask, pos = _left_pad(prompts, self.pad_token_id, device)
         was_training = self.model.training
         self.model.eval()  # no dropout while sampling, even from the actor under training
+        recorder = RouteRecorder(self.model) if record_routes else None
+        if recorder is not None and not recorder.routers:
+            raise ValueError("Sampler.generate: record_routes on a model with no MoE top-k router")
         try:
-            stepper = (_FastStepper if self.path == "fast" else _HFStepper)(
-                self.model, ids.shape[1] + max_new_tokens)
-            logits = stepper.prefill(ids, mask, pos, n)
-            tokens, lps, lengths = _decode_loop(
-                stepper, logits, pos[:, -1].repeat_interleave(n) + 1,
-                (self._stop_tensor(device), [torch.tensor(s, device=device)
-                                              for s in self.stop_sequences]), max_new_tokens,
-                (temperature, top_k, top_p, min_p), generator,
-                prompt_uniforms(seeds, n, max_new_tokens, device) if seeds is not None else None)
+            with recorder or contextlib.nullcontext():
+                stepper = (_FastStepper if self.path == "fast" else _HFStepper)(
+                    self.model, ids.shape[1] + max_new_tokens)
+                logits = stepper.prefill(ids, mask, pos, n)
+                if recorder is not None:
+                    recorder.take()             # the prompt's routes: the actor routes those
+                tokens, lps, lengths, routes = _decode_loop(
+                    stepper, logits, pos[:, -1].repeat_interleave(n) + 1,
+                    (self._stop_tensor(device), [torch.tensor(s, device=device)
+                                                  for s in self.stop_sequences]), max_new_tokens,
+                    (temperature, top_k, top_p, min_p), generator,
+                    prompt_uniforms(seeds, n, max_new_tokens, device) if seeds is not None
+                    else None, recorder)
         finally:
             self.model.train(was_training)
         for i, (row, lp, length) in enumerate(zip(tokens.tolist(), lps.tolist(), lengths.tolist())):
             out.response_ids[i], out.logprobs[i] = row[:abs(length)], lp[:abs(length)]
             out.finished[i] = length > 0
+        if routes is not None:
+            out.routes = [routes[i, :abs(int(k))].cpu() for i, k in enumerate(lengths.tolist())]
         return out
 
     def _stop_tensor(self, device: torch.device) -> Tensor:
@@ -146,10 +162,13 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
 
 def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stops: tuple, max_new: int,
                  sampling: tuple[float, int, float, float], generator: torch.Generator | None,
-                 uniforms: Tensor | None = None):
-    """Sample max_new steps -> tokens (B, max_new), logprobs (B, max_new), lengths (B,).
+                 uniforms: Tensor | None = None, recorder: RouteRecorder | None = None):
+    """Sample max_new steps -> tokens (B, max_new), logprobs (B, max_new), lengths (B,),
+    routes (B, max_new, layers, k) int16 or None.
 
     ``uniforms`` (B, max_new): the draw of each row and step, else draws from ``generator``.
+    ``recorder``: the experts each fed token was routed to (routes[i, t] of token t; -1 for a
+    token never fed, such as the last).
 
     lengths[i] = +k when row i stopped at its k-th token, -max_new when it never stopped.
     ``stops``: (single stop ids (S,), [stop sequences (k,) of k >= 2 ids]).
@@ -161,6 +180,9 @@ def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stops: tuple, max_ne
     lengths = torch.full((b,), -max_new, dtype=torch.long, device=device)
     rows = torch.arange(b, device=device)       # sample id of each row still in the batch
     done = torch.zeros(b, dtype=torch.bool, device=device)
+    routes = None if recorder is None else torch.full(
+        (b, max_new, len(recorder.routers), recorder.routers[0].top_k), -1, dtype=torch.int16,
+        device=device)
     for step in range(max_new):
         if not bool(torch.isfinite(logits).all()):      # diverged weights: say so, not IndexError
             from r1zero.host.errors import TrainingError
@@ -186,7 +208,9 @@ def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stops: tuple, max_ne
             rows, tok, next_pos, done = rows[keep], tok[keep], next_pos[keep], done[keep]
             stepper.select(keep)
         logits = stepper.decode(tok, next_pos + step)
-    return tokens, lps, lengths
+        if routes is not None:
+            routes[rows, step] = recorder.take().to(device).view(len(rows), *routes.shape[2:])
+    return tokens, lps, lengths, routes
 
 
 def prompt_uniforms(seeds: Sequence[int], n: int, max_new: int, device: torch.device) -> Tensor:

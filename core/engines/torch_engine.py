@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import torch
-from r1zero.engines import packing, swap
+from r1zero.engines import packing, routing, swap
 from r1zero.engines.precision import autocast, clip_and_step, compute_dtype, make_scaler
 from r1zero.engines.state import load_engine_state, save_engine_state
 from r1zero.host.errors import ConfigError
@@ -65,7 +65,8 @@ class TorchTrainEngine(ScaledAdamWEngine):
         "actor.recompute", "actor.initial_loss_scale", "actor.use_dynamic_bsz",
         "actor.max_packing_token_size", "actor.use_remove_padding", "actor.swap_optimizer",
         "rollout.offload_train_params",
-        "rollout.offload_train_grads", "rollout.offload_train_optimizer"})
+        "rollout.offload_train_grads", "rollout.offload_train_optimizer",
+        "algorithm.routing_replay"})
 
     reduces_grads = False
 
@@ -78,6 +79,7 @@ class TorchTrainEngine(ScaledAdamWEngine):
         self.weights_in_place = self.compute_dtype == torch.float32
         if cfg.actor.use_remove_padding:
             packing.enable(self.model)
+        self.replay = check_replay(cfg, self.model)
         self.ref = None
         if cfg.reference.enabled and cfg.algorithm.kl_coef > 0:
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -87,7 +89,8 @@ class TorchTrainEngine(ScaledAdamWEngine):
     def logprobs(self, model: torch.nn.Module, batch: "SeqBatch", temperature: float,
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, R) log-probs of the response tokens (and their entropies when asked)."""
-        with autocast(self.device, self.compute_dtype):
+        plans = routing.replay_plans(batch, self.share_prompts) if self.replay else []
+        with autocast(self.device, self.compute_dtype), routing.replay(model, plans):
             logits = batch_logits(model, batch, self.share_prompts)
         return token_logprobs(logits, batch, temperature, with_entropy)
 
@@ -179,6 +182,20 @@ def token_logprobs(logits: torch.Tensor, batch: "SeqBatch", temperature: float,
         probs = torch.softmax(logits, dim=-1)
         ent = logz - (probs * logits).sum(-1)
     return logp, ent
+
+
+def check_replay(cfg: RecipeConfig, model: torch.nn.Module) -> bool:
+    """``algorithm.routing_replay``, refused by name where it cannot act: a model with no
+    top-k MoE router, or packed micro-batches (``actor.use_remove_padding``)."""
+    if not cfg.algorithm.routing_replay:
+        return False
+    if not routing.moe_routers(model):
+        raise ConfigError(f"model {cfg.model.path} has no top-k MoE router to replay "
+                          "(Qwen2-MoE, Qwen3-MoE, DeepSeek-V3)", key="algorithm.routing_replay")
+    if cfg.actor.use_remove_padding:
+        raise ConfigError("routing replay lays routes out on padded rows; unset "
+                          "actor.use_remove_padding", key="algorithm.routing_replay")
+    return True
 
 
 def batch_logits(model: torch.nn.Module, batch: Any, share: bool = True) -> torch.Tensor:

@@ -150,8 +150,8 @@ class GRPOTrainer(PolicyUpdate):
         seqs = [(r.input_ids, resp) for r, resp in zip(samples.owners, samples.response_ids)]
         train = [i for i, done in enumerate(samples.finished) if done or not alg.overlong_mask]
         behaviour = _pick(samples.logprobs, train)      # the rollout's log-probs
-        update = self.update([seqs[i] for i in train], advantages[train],
-                             behaviour) if train else {}
+        update = self.update([seqs[i] for i in train], advantages[train], behaviour,
+                             _pick(samples.routes, train)) if train else {}
         alg.kl_ctrl.update(update.get("kl", 0.0), len(train))
         self.rollout.sync_weights()
         step_s = time.perf_counter() - t0

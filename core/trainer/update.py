@@ -11,6 +11,7 @@ import random
 import torch
 
 from r1zero.algo.rollout_corr import add_sums, mismatch_metrics, mismatch_sums
+from r1zero.engines.routing import response_routes
 from r1zero.host.errors import ConfigError
 from r1zero.trainer import guards
 from r1zero.trainer.batching import split_to, token_budget_chunks
@@ -44,8 +45,14 @@ class PolicyUpdate:
     def _batch(self, idx: list[int], seqs: list) -> SeqBatch | PackedBatch:
         """Micro-batch ``idx`` laid out padded, or packed into one row (``use_remove_padding``)."""
         kind = PackedBatch if self.cfg.actor.use_remove_padding else SeqBatch
-        return kind([seqs[i][0] for i in idx], [seqs[i][1] for i in idx],
-                        self.engine.pad_id, self.engine.device)
+        batch = kind([seqs[i][0] for i in idx], [seqs[i][1] for i in idx],
+                     self.engine.pad_id, self.engine.device)
+        routes = getattr(self, "_routes", None)
+        if routes is not None:      # the rollout's experts, for the engine to replay
+            shape = next(r.shape for r in routes if r is not None)
+            batch.routes = response_routes([routes[i] for i in idx], batch.response_ids.shape[1],
+                                           shape[1], shape[2])
+        return batch
 
     @torch.no_grad()
     def _logprobs_of(self, model, micro: list[list[int]], seqs: list) -> dict[int, torch.Tensor]:
@@ -67,15 +74,18 @@ class PolicyUpdate:
         return out
 
     def update(self, seqs: list, advantages: torch.Tensor,
-               rollout_logp: list[list[float]] | None = None) -> dict[str, float]:
+               rollout_logp: list[list[float]] | None = None,
+               routes: list | None = None) -> dict[str, float]:
         """PPO-style updates on (prompt_ids, response_ids) pairs with per-sequence advantages.
         ``rollout_logp``: the rollout's log-probs of each response (None when the rollout
         engine returned none): the ``rollout/*`` mismatch metrics against the actor's old
-        log-probs, and the algorithm's rollout correction, if any, use them."""
+        log-probs, and the algorithm's rollout correction, if any, use them. ``routes``: the
+        rollout's expert choices per response (MoE routing replay), attached to every
+        micro-batch for the engine."""
         if self.algorithm.correction is not None and rollout_logp is None:
             raise ConfigError("the rollout engine returned no log-probs, which the correction "
                               "needs", key="algorithm.rollout_correction")
-        self._rollout_logp = rollout_logp
+        self._rollout_logp, self._routes = rollout_logp, routes
         self._mismatch: dict[str, float] = {}
         cfg, eng = self.cfg, self.engine
         a = cfg.actor

@@ -28,7 +28,7 @@ SET = {"actor.recompute": "full", "actor.distributed_optimizer": True,
        "rollout.tensor_parallel": 2, "rollout.pipeline_parallel": 2,
        "rollout.expert_parallel": 2, "rollout.max_num_seqs": 128, "rollout.max_model_len": 4096,
        "rollout.max_num_batched_tokens": 8192, "rollout.gpu_memory_utilization": 0.5,
-       "rollout.enforce_eager": True, "algorithm.routing_replay": True,
+       "rollout.enforce_eager": True,
        "rollout.sleep_level": 2, "rollout.sync_bucket_mb": 64}
 
 
