@@ -10,7 +10,10 @@
     engine.pt         lr schedule and loss scale (plain numbers; ``torch.load(weights_only=True)``)
 
 Nothing here unpickles arbitrary objects: DCP's own reader unpickles its ``.metadata`` file, so
-``SafeReader`` reads it with an unpickler that admits only DCP's metadata classes.
+``SafeReader`` reads it with an unpickler that admits only DCP's metadata classes, and its
+bytes items (the optimizer's ``param_groups``) are read with ``weights_only=True``
+(``SafeLoadPlanner``); ``check_engine_state`` reads them all, and checks every shard's
+extent, before anything is loaded (``state_io.check_dcp``).
 
 Every rank of a sharded engine calls ``save_engine_state`` / ``load_engine_state`` (they run
 collectives); only rank 0 writes the full-tensor files. The directory must be on storage all
@@ -26,8 +29,9 @@ from typing import Any
 import torch
 
 from r1zero.engines.megatron import state as megatron_state
-from r1zero.engines.state_io import (SafeReader, barrier, is_main, metadata_unpickler,
-                                    one_process_ok, save_hf, untied)
+from r1zero.engines.state_io import (SafeLoadPlanner, SafeReader, barrier, check_dcp,
+                                    dcp_errors, inside, is_main, one_process_ok, run_dtype,
+                                    save_hf, untied)
 from r1zero.host.errors import CheckpointError
 
 
@@ -58,15 +62,34 @@ def save_engine_state(engine: Any, out: Path) -> None:
     barrier()
 
 
-def read_weights(src: Path) -> dict[str, torch.Tensor]:
-    """The fp32 master weights of a checkpoint directory (``master.safetensors`` or ``model/``)."""
+MASTER = "master.safetensors"
+
+
+def require_master(src: Path, dtype: str | None) -> None:
+    """A run in a dtype other than float32 keeps its fp32 master weights in
+    ``master.safetensors``; without it only the rounded export is left: CheckpointError."""
+    if dtype not in (None, "float32") and not (src / MASTER).exists():
+        raise CheckpointError(f"{MASTER} is missing: a {dtype} run keeps its fp32 master weights "
+                              f"there, and model/ holds only the {dtype} export; resuming from "
+                              f"it would silently drop the masters' precision", path=str(src))
+
+
+def read_weights(src: Path, need_master: str | None = None) -> dict[str, torch.Tensor]:
+    """The fp32 master weights of a checkpoint directory (``master.safetensors`` or ``model/``),
+    files inside the checkpoint only; ``need_master`` (the run's dtype) requires the masters."""
     from safetensors.torch import load_file
 
-    files = [src / "master.safetensors"] if (src / "master.safetensors").exists() else \
+    require_master(src, need_master)
+    files = [src / MASTER] if (src / MASTER).exists() else \
         sorted((src / "model").glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"no weights: neither {MASTER} nor model/*.safetensors",
+                              path=str(src))
     weights: dict[str, torch.Tensor] = {}
     for f in files:
-        weights.update(load_file(str(f)))
+        weights.update(load_file(str(inside(src, f))))
+    if not weights:
+        raise CheckpointError("no weights: the weight files hold no tensors", path=str(src))
     return {k: v.float() for k, v in weights.items()}
 
 
@@ -76,7 +99,7 @@ def load_engine_state(engine: Any, src: Path) -> None:
         StateDictOptions, get_optimizer_state_dict, set_model_state_dict,
         set_optimizer_state_dict)
 
-    weights = read_weights(src)
+    weights = read_weights(src, str(engine.compute_dtype).removeprefix("torch."))
     tied = getattr(engine.model.config, "tie_word_embeddings", False)
     if tied and "lm_head.weight" not in weights and "model.embed_tokens.weight" in weights:
         weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
@@ -87,8 +110,8 @@ def load_engine_state(engine: Any, src: Path) -> None:
                            f"{sorted(set(weights) - expected)[:5]})")
     set_model_state_dict(engine.model, weights, options=StateDictOptions(full_state_dict=True))
     optim = {"optim": get_optimizer_state_dict(engine.model, engine.optimizer)}
-    with one_process_ok():
-        dcp.load(optim, storage_reader=SafeReader(str(src / "optim")))
+    with one_process_ok(), dcp_errors(src / "optim"):
+        dcp.load(optim, storage_reader=SafeReader(str(src / "optim")), planner=SafeLoadPlanner())
     set_optimizer_state_dict(engine.model, engine.optimizer, optim["optim"])
     state = torch.load(src / "engine.pt", weights_only=True)
     engine.scheduler.load_state_dict(state["scheduler"])
@@ -114,15 +137,8 @@ def check_engine_state(src: Path) -> None:
                               f"numbers, strings, lists and dicts ({exc})", path=str(f)) from None
     if not isinstance(state, dict) or not {"scheduler", "scaler"} <= set(state):
         raise CheckpointError("incomplete: needs 'scheduler' and 'scaler'", path=str(f))
-    meta = src / "optim" / ".metadata"
-    try:
-        with open(meta, "rb") as fh:
-            metadata_unpickler(fh).load()
-    except FileNotFoundError:
-        raise CheckpointError("missing", path=str(meta)) from None
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"refused: {exc}; r1zero never unpickles other objects",
-                              path=str(meta)) from None
+    check_dcp(src / "optim")
+    require_master(src, run_dtype(src))
     if (src / "master.safetensors").exists():
         with safe_open(str(src / "master.safetensors"), "pt") as fh:
             list(fh.keys())
@@ -133,15 +149,17 @@ def export_hf(src: Path, out: Path, dtype: str | None = None) -> str:
 
     from transformers import AutoConfig
 
+    inside(src, src / "model" / "config.json")
+    weights = read_weights(src)
+    copies = [inside(src, f) for f in sorted((src / "model").iterdir())
+              if f.suffix != ".safetensors" and f.name != "config.json"
+              and not f.name.endswith(".index.json") and (f.is_symlink() or f.is_file())]
     config = AutoConfig.from_pretrained(src / "model")
     name = dtype or str(getattr(config, "dtype", None) or "float32").removeprefix("torch.")
     torch_dtype = getattr(torch, name)
     out.mkdir(parents=True)
     config.save_pretrained(out)
-    save_hf(config, {k: v.to(torch_dtype) for k, v in read_weights(src).items()}, out,
-             torch_dtype)
-    for f in (src / "model").iterdir():
-        if f.is_file() and f.suffix != ".safetensors" and f.name != "config.json" \
-                and not f.name.endswith(".index.json"):
-            shutil.copy2(f, out / f.name)
+    save_hf(config, {k: v.to(torch_dtype) for k, v in weights.items()}, out, torch_dtype)
+    for f in copies:
+        shutil.copyfile(f, out / f.name)
     return name

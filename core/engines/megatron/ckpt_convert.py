@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from attrs import frozen
-from r1zero.host.errors import ConfigError
+from r1zero.engines.state_io import inside
+from r1zero.host.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     from r1zero.config.recipe import RecipeConfig
@@ -206,16 +207,26 @@ def dequantize_block(weight: Any, scale_inv: Any, block: int = 128) -> Any:
 
 def dequantize_checkpoint(src: str | Path, dst: str | Path, block: int = 128) -> int:
     """Write a bf16 copy of an FP8 HF checkpoint (shard by shard; scales dropped; config.json
-    loses quantization_config; other files copied). Returns the number of tensors dequantised."""
+    loses quantization_config; other files copied). Only regular files inside ``src`` are read
+    or copied: a symlink out of it, or an index naming a path, is a CheckpointError naming it.
+    Returns the number of tensors dequantised."""
     import torch
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     src, dst = Path(src), Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
     weight_map = read_weight_map(src)
+    shards = sorted(set(weight_map.values()))
+    for shard in shards:                # the index names files: plain names inside src only
+        if not isinstance(shard, str) or Path(shard).name != shard or shard in ("", ".", ".."):
+            raise CheckpointError(f"the weight index names {shard!r}, not a file of this "
+                                  f"directory; refused", path=str(src / INDEX))
+        inside(src, src / shard)
+    copies = [inside(src, p) for p in sorted(src.iterdir()) if (p.is_file() or p.is_symlink())
+              and p.suffix != ".safetensors" and p.name not in (INDEX, "config.json")]
+    dst.mkdir(parents=True, exist_ok=True)
     done = 0
-    for shard in sorted(set(weight_map.values())):
+    for shard in shards:
         out = {}
         with safe_open(src / shard, "pt") as f:
             for name in f.keys():
@@ -229,11 +240,10 @@ def dequantize_checkpoint(src: str | Path, dst: str | Path, block: int = 128) ->
         save_file(out, str(dst / shard), metadata={"format": "pt"})
     kept = {k: v for k, v in weight_map.items() if not k.endswith(SCALE_SUFFIX)}
     (dst / INDEX).write_text(json.dumps({"metadata": {}, "weight_map": kept}, indent=2))
-    for p in src.iterdir():
-        if p.is_file() and p.suffix != ".safetensors" and p.name not in (INDEX, "config.json"):
-            shutil.copy2(p, dst / p.name)
+    for p in copies:
+        shutil.copyfile(p, dst / p.name)
     if (src / "config.json").exists():
-        conf = json.loads((src / "config.json").read_text())
+        conf = json.loads(inside(src, src / "config.json").read_text())
         conf.pop("quantization_config", None)
         (dst / "config.json").write_text(json.dumps(conf, indent=2))
     return done

@@ -10,21 +10,24 @@
                  at resume: routed experts get their own only when expert_parallel > 1)
 
 Every rank calls ``save`` / ``load`` (collectives); global rank 0 writes ``model/`` and
-``engine.pt``. megatron's loader unpickles the torch_dist ``.metadata`` file, so ``check``
-reads it first with the restricted unpickler of ``engines.state`` (checkpoint metadata
-classes only) and ``common.pt`` with ``torch.load(weights_only=True)``: a crafted checkpoint
-is refused with a ``CheckpointError`` before megatron opens it.
+``engine.pt``. megatron's loader unpickles the torch_dist ``.metadata`` file and reads every
+bytes item (``_extra_state``, optimizer param groups) with ``torch.load(weights_only=False)``;
+``check`` reads them first with the restricted readers of ``engines.state_io`` (checkpoint
+metadata classes; ``weights_only=True`` items; every shard's extent) and ``common.pt`` with
+``torch.load(weights_only=True)``, and ``load`` runs megatron with those readers
+(``safe_strategy``): a crafted checkpoint is refused with a ``CheckpointError`` naming the
+file or item, never unpickled.
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from r1zero.engines.state_io import is_main, load_plain, metadata_unpickler, save_hf
+from r1zero.engines.state_io import (SafeReader, check_dcp, dcp_errors, is_main, load_plain,
+                                    safe_planner_class, save_hf)
 from r1zero.host.errors import CheckpointError
 
 MCORE, ENGINE_FILE = "mcore", "engine.pt"
@@ -73,10 +76,37 @@ def load(engine: Any, src: Path) -> None:
             f"{optimizer_count(engine)}: megatron keeps routed experts in an optimizer of their "
             f"own only when expert_parallel > 1, and does not reshard between the two; resume "
             f"with expert_parallel on the same side of 1", path=str(src))
-    state = dist_checkpointing.load(engine.sharded_state(loading=True), str(src / MCORE))
+    with dcp_errors(src / MCORE):
+        state = dist_checkpointing.load(engine.sharded_state(loading=True), str(src / MCORE),
+                                        sharded_strategy=safe_strategy())
     engine.model.load_state_dict(state["model"])
     engine.optimizer.load_state_dict(state["optimizer"])
     engine.updates = saved["updates"]
+
+
+def safe_strategy() -> Any:
+    """megatron's torch_dist load strategy with its bytes items (``_extra_state``, optimizer
+    step and param groups) read by ``state_io.plain_item`` and its ``.metadata`` by the
+    restricted unpickler. megatron builds its planner and reader inside ``load``; they are
+    swapped for the safe ones for the length of that call (this process only)."""
+    from megatron.core.dist_checkpointing.strategies import torch as mtorch
+
+    class SafeTorchDistLoad(mtorch.TorchDistLoadShardedStrategy):
+        def load(self, sharded_state_dict: Any, checkpoint_dir: Any) -> Any:
+            planner, reader = mtorch.MCoreLoadPlanner, mtorch._get_filesystem_reader
+            mtorch.MCoreLoadPlanner = safe_planner_class(planner)
+            mtorch._get_filesystem_reader = _safe_filesystem_reader
+            try:
+                return super().load(sharded_state_dict, checkpoint_dir)
+            finally:
+                mtorch.MCoreLoadPlanner, mtorch._get_filesystem_reader = planner, reader
+
+    return SafeTorchDistLoad()
+
+
+def _safe_filesystem_reader(checkpoint_dir: Any, cache_metadata: bool = False) -> Any:
+    """A DCP file reader whose ``.metadata`` goes through the restricted unpickler."""
+    return SafeReader(str(checkpoint_dir))
 
 
 def optimizer_count(engine: Any) -> int:
@@ -101,15 +131,7 @@ def check(src: Path) -> dict[str, Any]:
             or not isinstance(state.get("updates"), int):
         raise CheckpointError("incomplete: needs engine 'megatron' and an integer 'updates'",
                               path=str(f))
-    meta = src / MCORE / ".metadata"
-    try:
-        with open(meta, "rb") as fh:
-            metadata_unpickler(fh).load()
-    except FileNotFoundError:
-        raise CheckpointError("missing", path=str(meta)) from None
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"refused: {exc}; r1zero never unpickles other objects",
-                              path=str(meta)) from None
+    check_dcp(src / MCORE)
     common = src / MCORE / "common.pt"
     if common.exists():
         load_plain(common)
