@@ -7,7 +7,11 @@ rename). Every rank of a sharded engine takes part in ``save`` and ``load``.
 converted to plain tensors and lists), so it is read with ``torch.load(weights_only=True)``:
 loading a checkpoint never unpickles arbitrary objects, and a file that holds any makes a
 ``CheckpointError``, not code execution. ``read`` checks a whole checkpoint before
-anything is applied; ``resume_candidates`` lists checkpoints newest first, so a damaged
+anything is applied -- each file by its own restricted reader, then every file against the
+sizes and SHA-256 sums of ``manifest.json`` written at save (``trainer.manifest``; a
+flipped byte inside a tensor shard is found there); a save that fails (a full disk) is a
+``CheckpointError`` naming the path and the free space, and the previous checkpoint stays
+the latest; ``resume_candidates`` lists checkpoints newest first, so a damaged
 latest one can be skipped for the newest intact one. Leftover ``.tmp_step_*`` directories
 of killed saves are removed at the next save or resume.
 """
@@ -27,6 +31,8 @@ import torch
 from r1zero.engines.state import check_engine_state
 from r1zero.host.errors import CheckpointError
 from r1zero.host.files import pid_alive, publish_dir
+from r1zero.trainer import manifest
+from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
 
 log = logging.getLogger(__name__)
 STATE_FILE, META_FILE = "trainer_state.pt", "meta.json"
@@ -68,13 +74,17 @@ def save(ckpt_dir: str | Path, step: int, engine: Any, tokenizer: Any, extra: di
         (tmp / "model").mkdir(parents=True)
     if dist is not None:               # rank 0's directory, once it exists
         tmp = Path(dist.broadcast(str(tmp)))
-    engine.save_state(tmp)
-    if not main:
-        return None
-    tokenizer.save_pretrained(tmp / "model")
-    torch.save(extra, tmp / STATE_FILE)
-    (tmp / META_FILE).write_text(json.dumps({"step": step}))
-    _fsync_dir(tmp)
+    try:
+        engine.save_state(tmp)
+        if not main:
+            return None
+        tokenizer.save_pretrained(tmp / "model")
+        torch.save(extra, tmp / STATE_FILE)
+        manifest.write(tmp)
+        (tmp / META_FILE).write_text(json.dumps({"step": step}))
+        _fsync_dir(tmp)
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - disk full reads
+        raise save_failed(exc, root, tmp, step, main) from exc  # differently in each library
     publish_dir(tmp, final)
     latest_tmp = root / ".latest.tmp"
     latest_tmp.write_text(final.name)
@@ -82,6 +92,24 @@ def save(ckpt_dir: str | Path, step: int, engine: Any, tokenizer: Any, extra: di
     for old in sorted(root.glob("step_*"))[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_failed(exc: BaseException, root: Path, tmp: Path, step: int,
+                main: bool) -> CheckpointError:
+    """The error for a save that raised ``exc`` (a full disk, mostly: torch, safetensors and DCP
+    each report it their own way): names the path and the free space; rank 0 removes the
+    unfinished directory, so the previous checkpoint stays the latest."""
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        free = f"{shutil.disk_usage(root).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    prev = latest(root) if main else None
+    keep = f"{prev.name} stays the latest checkpoint" if prev else "no earlier checkpoint"
+    return CheckpointError(f"saving step {step} failed ({type(exc).__name__}: {first}); "
+                           f"{free} on that file system; {keep}", path=str(tmp))
 
 
 def clean_stale_tmp(root: str | Path) -> list[Path]:
@@ -157,6 +185,9 @@ def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - a damaged engine file, whatever raised
         raise CheckpointError(f"unreadable engine state: {type(exc).__name__}: {exc}",
                               path=str(path)) from None
+    if not manifest.verify(path):
+        log.warning("checkpoint %s has no %s (an earlier release wrote it): its files are "
+                    "read but not checksummed", path.name, manifest.MANIFEST)
     return weights, state
 
 

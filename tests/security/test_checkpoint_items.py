@@ -94,7 +94,7 @@ def test_resume_skips_a_checkpoint_with_a_payload_and_says_why(run, tmp_path, ca
     cfg, ckpt = run
     marker = tmp_path / "pwned"
     rewrite_optim(ckpt / "step_000002", lambda s: plant(s, marker), tmp_path)
-    with caplog.at_level(logging.WARNING, logger="r1zero.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger=checkpoint.log.name):
         trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
     trainer.close()
     assert trainer.step == 1 and not marker.exists()
@@ -130,7 +130,60 @@ def test_a_damaged_shard_is_found_by_validation(run, tmp_path, damage, fragment,
         (step / "optim" / ".metadata").write_bytes(pickle.dumps(meta))
     with pytest.raises(CheckpointError, match=fragment):
         checkpoint.read(step)
-    with caplog.at_level(logging.WARNING, logger="r1zero.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger=checkpoint.log.name):
         trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
     trainer.close()
     assert trainer.step == 1 and "resuming from step_000001" in caplog.text
+
+
+def test_flipped_bytes_inside_a_shard_are_found_by_the_manifest(run, caplog):
+    cfg, ckpt = run
+    step = ckpt / "step_000002"
+    assert "optim/" + _shard(step).name in (step / "manifest.json").read_text()
+    shard = _shard(step)
+    data = bytearray(shard.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 8):      # inside a tensor's bytes
+        data[i] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum differs"):
+        checkpoint.read(step)
+    with caplog.at_level(logging.WARNING, logger=checkpoint.log.name):
+        trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
+    trainer.close()
+    assert trainer.step == 1 and "checksum differs" in caplog.text
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 24 MiB file system (tmpfs); skipped where this process may not mount."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_during_a_save_is_an_error_and_the_last_checkpoint_stays(run, small_disk):
+    cfg, _ = run
+    ckpt = small_disk / "ckpt"
+    trainer = GRPOTrainer.from_config(load_config(None, base=cfg))
+    try:
+        extra = {"data": {}, "rng": checkpoint.rng_state(torch.Generator())}
+        checkpoint.save(ckpt, 1, trainer.engine, trainer.tokenizer, extra)
+        with open(small_disk / "filler", "wb") as fh:      # leave ~1 MiB
+            free = shutil.disk_usage(small_disk).free - (1 << 20)
+            fh.write(b"\0" * max(free, 0))
+        with pytest.raises(CheckpointError) as err:
+            checkpoint.save(ckpt, 2, trainer.engine, trainer.tokenizer, extra)
+    finally:
+        trainer.close()
+    msg = str(err.value)
+    assert "saving step 2 failed" in msg and "MiB free" in msg and str(ckpt) in msg, msg
+    assert "step_000001 stays the latest" in msg
+    assert (ckpt / "latest").read_text() == "step_000001"
+    assert not list(ckpt.glob(".tmp_step_*")) and not (ckpt / "step_000002").exists()
+    checkpoint.read(ckpt / "step_000001")

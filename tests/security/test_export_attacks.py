@@ -103,7 +103,7 @@ def test_missing_fp32_masters_of_a_bf16_run_are_never_resumed_silently(bf16_run,
     (step / "master.safetensors").unlink()
     with pytest.raises(CheckpointError, match="master.safetensors is missing"):
         checkpoint.read(step)
-    with caplog.at_level(logging.WARNING, logger="r1zero.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger=checkpoint.log.name):
         trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
     trainer.close()
     assert trainer.step == 1 and "master.safetensors is missing" in caplog.text
