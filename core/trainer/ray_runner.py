@@ -13,17 +13,26 @@ by TCP rendezvous at rank 0's node, lays the ranks out as a (dp, tp) device mesh
 fsdp``, the default here), which does its own gradient collectives. The update equals the
 single-process one (``trainer.dist``); rank 0 writes metrics and plots, all ranks write their
 shards of each checkpoint.
+
+A rank whose process dies is reported as ``rank N (pid P) died: SIGNAL; resume with
+--resume``. Ray does not pass the signal on, so each rank writes Python's fatal-signal report
+(``faulthandler``: SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL) to ``logging.dir/ranks/rank<N>.fault``;
+a rank gone without one was killed by the one signal no process can catch or report, SIGKILL
+(``kill -9``, the kernel's OOM killer).
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import re
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from r1zero.data.prompts import load_dataset, output_dir
-from r1zero.host.errors import BackendUnavailable, ConfigError
+from r1zero.host.errors import BackendUnavailable, ConfigError, R1ZeroError
 from r1zero.trainer import preflight
 from r1zero.trainer.launch import (
     cluster_ready,
@@ -44,10 +53,17 @@ _VISIBLE = {"GPU": "CUDA_VISIBLE_DEVICES", "NPU": "ASCEND_RT_VISIBLE_DEVICES"}
 
 class TrainWorker:
     """Rank ``rank`` of ``world``: a ``GRPOTrainer`` with a ``DataParallel`` helper (a Ray actor)."""
-    def __init__(self, rank: int, world: int):
+    def __init__(self, rank: int, world: int, fault_file: str | None = None):
         self.rank, self.world = rank, world
         self.trainer: Any = None
         self.dist: Any = None
+        if fault_file:                  # what killed this process, for the driver's message
+            Path(fault_file).parent.mkdir(parents=True, exist_ok=True)
+            self._fault = open(fault_file, "w")      # noqa: SIM115 - open while alive
+            faulthandler.enable(file=self._fault)
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def rendezvous(self) -> tuple[str, int]:
         """This node's IP and a port free on it (asked of rank 0)."""
@@ -129,6 +145,8 @@ class WorkerGroup:
         self.groups = [placement_group([{res: 1}] * n, strategy="STRICT_PACK")
                        for _ in range(cfg.backend.num_nodes)]
         self.actors: list[Any] = []
+        self.pids: list[int] = []
+        self.fault_dir = Path(cfg.logging.dir) / "ranks"
         try:
             ready, _ = ray.wait([g.ready() for g in self.groups], num_returns=len(self.groups),
                                 timeout=PLACEMENT_TIMEOUT_S)
@@ -144,7 +162,8 @@ class WorkerGroup:
                     self.groups[rank // n], placement_group_bundle_index=rank % n)
                 self.actors.append(remote.options(
                     scheduling_strategy=strategy, runtime_env=env, **_actor_options(res)
-                ).remote(rank, self.world))
+                ).remote(rank, self.world, str(self.fault_file(rank))))
+            self.pids = ray.get([a.pid.remote() for a in self.actors])
             master = ray.get(self.actors[0].rendezvous.remote())
             self.wait([a.setup.remote(cfg, master, resume) for a in self.actors])
         except BaseException:
@@ -156,11 +175,36 @@ class WorkerGroup:
         in a collective forever) and its error is raised."""
         import ray
 
+        from ray.exceptions import RayActorError
+
+        refs = list(refs)
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            ray.get(done[0])            # raises the rank's own error
-        return ray.get(list(refs))
+            try:
+                ray.get(done[0])        # raises the rank's own error
+            except RayActorError as exc:
+                raise self.died(refs.index(done[0]), exc) from None
+        return ray.get(refs)
+
+    def fault_file(self, rank: int) -> Path:
+        return self.fault_dir / f"rank{rank}.fault"
+
+    def died(self, rank: int, exc: Exception) -> R1ZeroError:
+        """``rank N (pid P) died: SIGNAL; resume with --resume`` (module doc)."""
+        pid = self.pids[rank] if rank < len(self.pids) else "?"
+        try:
+            report = self.fault_file(rank).read_text(errors="replace")
+        except OSError:
+            report = ""
+        fatal = re.search(r"Fatal Python error: (.+)", report)
+        if fatal:
+            why = fatal.group(1).strip()
+        elif "died unexpectedly" in str(exc) or "worker process has died" in str(exc):
+            why = "SIGKILL"
+        else:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return R1ZeroError(f"rank {rank} (pid {pid}) died: {why}; resume with --resume")
 
     def apply(self, fn: Callable, per_rank_args: Sequence[tuple] | None = None) -> list[Any]:
         args = per_rank_args or [()] * self.world
