@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from r1zero.engines.sampler import SampleOutput
-from r1zero.engines.vllm_sync import buckets, sync_path, vllm_offers
+from r1zero.engines.vllm_sync import buckets, checkpoint_format, sync_path, vllm_offers
 from r1zero.host.errors import BackendUnavailable, ConfigError, TrainingError
 # mixed into every vLLM worker: r1zero's weight-sync methods (engines/vllm_sync.py)
 WORKER_EXTENSION = "r1zero.engines.vllm_sync.WeightSyncExtension"
@@ -267,7 +267,8 @@ class VLLMRolloutEngine:
         sent = 0
         try:
             self.llm.collective_rpc("r1zero_sync_begin", args=(self.path,))
-            for meta, payload in buckets(self.train_engine.full_weights(), limit, dtype,
+            named = checkpoint_format(self.train_engine.full_weights())
+            for meta, payload in buckets(named, limit, dtype,
                                          whole_layers=self.path == "reload_weights"):
                 self.llm.collective_rpc("r1zero_sync_load", args=(meta, payload))
                 sent += len(meta)

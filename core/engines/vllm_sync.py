@@ -102,6 +102,26 @@ def buckets(named: Iterable[tuple[str, Any]], limit_bytes: int, dtype: Any = Non
         yield meta, b"".join(parts)
 
 
+def checkpoint_format(named: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """The actor's tensors under the names and shapes of an HF checkpoint, which vLLM's
+    ``load_weights`` reads: transformers >= 5 holds a MoE layer's experts fused
+    (``experts.gate_up_proj`` (E, 2I, H), gate rows first; ``experts.down_proj`` (E, H, I)) and
+    writes them per expert on save (``experts.{e}.gate_proj.weight`` (I, H), ...). vLLM skips
+    names it does not know, so fused tensors would leave its experts as they were."""
+    for name, t in named:
+        if name.endswith(".experts.gate_up_proj") and t.dim() == 3:
+            prefix, half = name.removesuffix("gate_up_proj"), t.shape[1] // 2
+            for e in range(t.shape[0]):
+                yield f"{prefix}{e}.gate_proj.weight", t[e, :half]
+                yield f"{prefix}{e}.up_proj.weight", t[e, half:]
+        elif name.endswith(".experts.down_proj") and t.dim() == 3:
+            prefix = name.removesuffix("down_proj")
+            for e in range(t.shape[0]):
+                yield f"{prefix}{e}.down_proj.weight", t[e]
+        else:
+            yield name, t
+
+
 def unpack(meta: Meta, payload: bytes) -> list[tuple[str, Any]]:
     """The ``(name, tensor)`` pairs of one bucket, views of one buffer."""
     import torch  # heavy

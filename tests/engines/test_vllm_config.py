@@ -140,3 +140,23 @@ def test_model_checks_name_the_key_and_the_architecture():
     odd = Qwen2Config(architectures=["NoSuchForCausalLM"])
     with pytest.raises(ConfigError, match="'NoSuchForCausalLM'"):
         check_model(load_config(None, ["model.path=/m"]), odd, ["Qwen2ForCausalLM"])
+
+
+def test_fused_experts_travel_under_checkpoint_names():
+    from r1zero.engines.vllm_sync import checkpoint_format
+
+    gate_up = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)   # E 2, 2I 4, H 3
+    down = torch.arange(2 * 3 * 2, dtype=torch.float32).view(2, 3, 2)      # E 2, H 3, I 2
+    out = dict(checkpoint_format([("m.layers.0.mlp.experts.gate_up_proj", gate_up),
+                                  ("m.layers.0.mlp.experts.down_proj", down),
+                                  ("m.norm.weight", torch.ones(3))]))
+    assert list(out) == ["m.layers.0.mlp.experts.0.gate_proj.weight",
+                         "m.layers.0.mlp.experts.0.up_proj.weight",
+                         "m.layers.0.mlp.experts.1.gate_proj.weight",
+                         "m.layers.0.mlp.experts.1.up_proj.weight",
+                         "m.layers.0.mlp.experts.0.down_proj.weight",
+                         "m.layers.0.mlp.experts.1.down_proj.weight", "m.norm.weight"]
+    # expert 1's gate rows are gate_up[1, :2] = [[12, 13, 14], [15, 16, 17]], up rows [18..23]
+    assert out["m.layers.0.mlp.experts.1.gate_proj.weight"].tolist() == [[12, 13, 14], [15, 16, 17]]
+    assert out["m.layers.0.mlp.experts.1.up_proj.weight"][0].tolist() == [18, 19, 20]
+    assert torch.equal(out["m.layers.0.mlp.experts.1.down_proj.weight"], down[1])
