@@ -15,6 +15,8 @@ Built on the megatron-core APIs that the older releases MindSpeed pins also have
   micro-batches padded to one shape; on the last stage the logits become response log-probs and
   entropies, and ``loss_fn`` (the trainer's GRPO objective) turns them into the loss.
 - The reference model is a second GPTModel in the same layout, frozen.
+- ``algorithm.routing_replay`` (``replay``): the MoE routers of both take the rollout's expert
+  choices, which the micro-batches carry (``SeqBatch.routes``).
 
 Hardware: megatron-core calls CUDA (on Ascend, MindSpeed's ``megatron_adaptor`` routes those
 calls to NPUs; imported first when ``torch_npu`` is present, unverified here). On a machine where
@@ -35,7 +37,7 @@ from r1zero.engines.megatron import model as M
 from r1zero.engines.megatron.packed import pack_rows
 from r1zero.engines import swap
 from r1zero.engines.precision import loss_scale_note
-from r1zero.engines.megatron import moe
+from r1zero.engines.megatron import moe, replay
 from r1zero.engines.megatron.moe import expert_sizes, global_expert, split_group
 from r1zero.host.errors import BackendUnavailable, ConfigError
 
@@ -92,7 +94,7 @@ class MegatronTrainEngine:
     implements = frozenset({"actor.distributed_optimizer", "actor.recompute",
                             "actor.use_dynamic_bsz", "actor.max_packing_token_size",
                             "actor.use_remove_padding", "actor.swap_optimizer",
-                            "actor.initial_loss_scale"})
+                            "actor.initial_loss_scale", "algorithm.routing_replay"})
     reduces_grads = True         # megatron DDP leaves the data-parallel gradient
     schedules_micro_batches = True   # the trainer hands it a mini-batch's micro-batches at once
     weights_in_place = False     # the sampler takes ``full_weights()``
@@ -123,6 +125,11 @@ class MegatronTrainEngine:
         if cfg.reference.enabled and cfg.algorithm.kl_coef > 0:
             self.ref = self._build(full).eval().requires_grad_(False)
         self.ddp, self.optimizer = _wrap_ddp_and_optimizer(self.model, cfg)
+        self.routers: dict[str, list] = {}      # algorithm.routing_replay (megatron.replay)
+        if replay.check(cfg, self.facts):
+            models = {"actor": self.model, "ref": self.ref}
+            self.routers = {name: replay.install(m, self.facts["moe_layers"])
+                            for name, m in models.items() if m is not None}
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.updates = 0
         self._set_lr()
@@ -170,9 +177,14 @@ class MegatronTrainEngine:
         target = model if model is not None else self.ddp
         scale = len(packed) * ps.get_data_parallel_world_size()
         out: list[dict[str, Any]] = []
+        routers = self.routers.get("ref" if target is self.ref else "actor", [])
+        tp_split = self.tp if config.sequence_parallel else 1
 
         def step(data: Iterator, gpt: torch.nn.Module):
             i, mb = next(data)
+            if routers:         # this micro-batch's recorded experts (routing replay)
+                replay.set_plans(routers, mb.get("routes"), ps.get_tensor_model_parallel_rank(),
+                                 tp_split)
             logits = gpt(mb["input_ids"], mb["position_ids"], mb["attention_mask"])
             return logits, functools.partial(self._loss, i, mb, temperature, loss_fn, scale, out)
 
@@ -182,6 +194,7 @@ class MegatronTrainEngine:
                 forward_step_func=step, data_iterator=iter(enumerate(packed)), model=[target],
                 num_microbatches=len(packed), seq_length=packed[0]["input_ids"].shape[1],
                 micro_batch_size=packed[0]["input_ids"].shape[0], forward_only=forward_only)
+        replay.set_plans(routers, None, 0, 1)
         return out
 
     def _loss(self, i: int, mb: dict, temperature: float, loss_fn: LossFn | None, scale: int,
@@ -417,5 +430,6 @@ def pack(batches: Sequence[Any], pad_id: int, rows: int, device: torch.device,
         mask = causal.unsqueeze(0) | ~valid.unsqueeze(1)
         out.append({"input_ids": ids.to(device), "position_ids": pos.to(device),
                     "attention_mask": mask.unsqueeze(1).to(device), "rows": n,
-                    "prompt_width": p, "response_width": rw})
+                    "prompt_width": p, "response_width": rw,
+                    "routes": replay.lay_out(getattr(b, "routes", None), m, p, p + r)})
     return out
