@@ -13,6 +13,9 @@ MoE keys for DeepSeek-V3). The byte model, per die of the fullest pipeline stage
                  x micro-batches in flight (1F1B: pp on the first stage); plus the fp32 logits
                  (2 * s*b*V/tp * 4 bytes) on the last stage.
 
+Routing replay (``algorithm.routing_replay``) keeps the rollout's expert choices with the
+samples, on the host: tokens x MoE layers x top_k int16 (``ROUTE_BYTES``) per step.
+
 It is an estimate: allocator fragmentation, communication buffers and MTP layers are not in it.
 """
 
@@ -23,6 +26,7 @@ from typing import Any, Mapping
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 GRAD_BYTES, OPTIM_BYTES = 4, 12
 SWAP_CHUNKS = 16      # actor.swap_optimizer: the optimizer step brings the state over in 16 parts
+ROUTE_BYTES = 2       # an expert number of a recorded route (int16, engines.routing)
 
 
 def layer_params(arch: Mapping[str, Any]) -> dict[str, int]:
@@ -71,6 +75,14 @@ def routed_params(arch: Mapping[str, Any], num_layers: int) -> int:
     """Parameters of the routed experts of every MoE layer."""
     routed = layer_params(arch)["routed"]
     return sum(routed for i in range(num_layers) if is_moe_layer(arch, i))
+
+
+def routes_bytes(arch: Mapping[str, Any], num_layers: int, tokens: int) -> dict[str, int]:
+    """The recorded routes of ``tokens`` response tokens: ``moe_layers`` x ``top_k`` int16
+    per token (0 bytes for a dense model)."""
+    moe = sum(is_moe_layer(arch, i) for i in range(num_layers))
+    k = arch.get("num_experts_per_tok") or 0
+    return {"moe_layers": moe, "top_k": k, "bytes": tokens * moe * k * ROUTE_BYTES}
 
 
 def stage_bytes(arch: Mapping[str, Any], stages: list[int], stage: int, *, tp: int,

@@ -149,6 +149,8 @@ def make_plan(cfg: RecipeConfig, world: int, *, backend: str = "", device_memory
             actor["sequences_per_rank"] = prompts * r.n_samples_per_prompt
     rollout = _rollout(checks, cfg, world, n_experts)
     memory = _memory(checks, cfg, arch, engine, stages, actor, rollout, device_memory)
+    if n_experts and layers:
+        memory["routes"] = _routes(cfg, arch, layers, actor)
     return Plan(backend, world, engine, actor, rollout, memory, device_memory, checks.failures)
 
 
@@ -163,6 +165,22 @@ def _rollout(checks: _Checks, cfg: RecipeConfig, world: int, n_experts: int | No
     if n_experts and r.expert_parallel > 1:    # without EP each instance holds every expert
         out["experts_per_rank"] = checks.run(L.experts_per_rank, n_experts,
                                              r.expert_parallel * r.tensor_parallel, "rollout")
+    return out
+
+
+def _routes(cfg: RecipeConfig, arch: dict, layers: int, actor: dict) -> dict[str, Any]:
+    """Routing replay's recorded routes of one step at full response length: every sample
+    (global_batch_size x n_samples_per_prompt), and one data-parallel rank's share (each rank
+    of its model-parallel group receives them all)."""
+    a, r = cfg.actor, cfg.rollout
+    per_seq = r.max_response_length
+    out: dict[str, Any] = {"replay": cfg.algorithm.routing_replay,
+                           "tokens": a.global_batch_size * r.n_samples_per_prompt * per_seq}
+    got = M.routes_bytes(arch, layers, out["tokens"])
+    out.update(moe_layers=got["moe_layers"], top_k=got["top_k"], bytes_per_step=got["bytes"])
+    if actor.get("sequences_per_rank"):
+        out["bytes_per_dp_rank"] = M.routes_bytes(arch, layers,
+                                                  actor["sequences_per_rank"] * per_seq)["bytes"]
     return out
 
 
@@ -266,6 +284,13 @@ def render(plan: Plan) -> str:
                      f"rollout {gib(m['train_resident_during_rollout_bytes'])}")
     else:
         lines.append(f"memory  not estimated: {m.get('why')}")
+    if "routes" in m:
+        rt = m["routes"]
+        lines.append(f"routes  routing replay {'on' if rt['replay'] else 'off'}: {rt['tokens']} "
+                     f"response tokens x {rt['moe_layers']} MoE layers x top {rt['top_k']} int16 "
+                     f"= {gib(rt['bytes_per_step'])} per step on the host"
+                     + (f", {gib(rt['bytes_per_dp_rank'])} per dp rank"
+                        if "bytes_per_dp_rank" in rt else ""))
     if plan.failures:
         lines.append(f"FAILED  {len(plan.failures)} check(s):")
         lines += [f"  - {f['key']}: {f['message']}" for f in plan.failures]

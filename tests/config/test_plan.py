@@ -92,3 +92,19 @@ def test_launch_refuses_before_writing_a_script(tmp_path, capsys):
                "--output", str(out)])
     assert rc == 2 and not out.exists()
     assert "actor.num_layer_list" in capsys.readouterr().err
+
+
+def test_plan_gives_the_routing_replay_routes_per_step(capsys):
+    # 384 prompts x 32 samples x 2048 response tokens = 25,165,824 tokens; DeepSeek-V3: 61
+    # layers, the first 3 dense -> 58 MoE layers, top 8; int16: 25,165,824 x 58 x 8 x 2 bytes
+    plan = make_plan(load_config(RECIPE, ["algorithm.routing_replay=true"]), 384,
+                     backend="ascend_a3", device_memory=A3)
+    rt = plan.memory["routes"]
+    assert rt == {"replay": True, "tokens": 25_165_824, "moe_layers": 58, "top_k": 8,
+                  "bytes_per_step": 23_353_884_672,                       # 21.75 GiB
+                  "bytes_per_dp_rank": 768 * 2048 * 58 * 8 * 2}           # 1.36 GiB, dp 16
+    assert main(["plan", str(RECIPE)]) == 0
+    assert ("routes  routing replay off: 25165824 response tokens x 58 MoE layers x top 8 "
+            "int16 = 21.8 GiB per step on the host, 1.4 GiB per dp rank") in capsys.readouterr().out
+    # a dense model has no routes line
+    assert M.routes_bytes({"hidden_size": 8}, 4, 100)["bytes"] == 0
