@@ -85,6 +85,8 @@ def replay_layouts(rank: int, world: int, port: int, model: str, sample: str, ou
         logp = eng.logprobs_of(batches, 1.0)
         for h in hooks:
             h.remove()
+        if ps.get_tensor_model_parallel_world_size() > 1:   # sequence parallel: whole sequences
+            maps = [_gather_seq(m, ps.get_tensor_model_parallel_group()) for m in maps]
         chosen = [_response_experts(maps[j * LAYERS:(j + 1) * LAYERS], b)
                   for j, b in enumerate(batches)]
         rollout_lp = []
@@ -104,14 +106,20 @@ def replay_layouts(rank: int, world: int, port: int, model: str, sample: str, ou
     torch.distributed.destroy_process_group()
 
 
+def _gather_seq(m: torch.Tensor, group) -> torch.Tensor:
+    """A tensor-parallel rank's (its part of seq x rows, experts) routing map -> the whole."""
+    parts = [torch.empty_like(m, dtype=torch.int32) for _ in range(group.size())]
+    torch.distributed.all_gather(parts, m.to(torch.int32), group=group)
+    return torch.cat(parts).bool()
+
+
 def _response_experts(maps: list[torch.Tensor], b) -> torch.Tensor:
     """Per MoE layer (seq x rows, experts) routing maps of one micro-batch (one stage, its own
-    width) -> (rows, R, layers, k) sorted experts of its response tokens."""
+    rows and width) -> (rows, R, layers, k) sorted experts of its response tokens."""
     n, p, r = b.input_ids.shape[0], b.prompt_width, b.response_ids.shape[1]
-    width = p + r
     per_layer = []
     for m in maps:
-        m = m.view(width, -1, m.shape[-1]).transpose(0, 1)[:n, p:p + r]      # (n, R, E)
+        m = m.view(-1, n, m.shape[-1]).transpose(0, 1)[:, p:p + r]          # (n, R, E)
         per_layer.append(m.float().topk(TOP_K, dim=-1).indices.sort(-1).values)
     return torch.stack(per_layer, dim=2)
 
@@ -137,7 +145,8 @@ def _gather(out_dir: Path, name: str, world: int):
 
 LAYOUTS = {1: {"1rank_on": ["algorithm.routing_replay=true"], "1rank_off": []},
            2: {"ep2_on": ["actor.expert_parallel=2", "algorithm.routing_replay=true"],
-               "ep2_off": ["actor.expert_parallel=2"]}}
+               "ep2_off": ["actor.expert_parallel=2"],
+               "tp2_on": ["actor.tensor_parallel=2", "algorithm.routing_replay=true"]}}
 
 
 @pytest.mark.parametrize("world", [1, 2], ids=["1rank", "ep2"])
@@ -145,7 +154,7 @@ def test_megatron_replay_actor_routes_as_the_rollout(tiny_deepseek, rollout, wor
     out = rollout.parent / f"w{world}"
     out.mkdir(exist_ok=True)
     spawn(replay_layouts, world, str(tiny_deepseek), str(rollout), str(out), LAYOUTS[world])
-    on_name, off_name = LAYOUTS[world]
+    on_name, off_name = list(LAYOUTS[world])[:2]
     eq_on, diff_on, fed, m_on, grads = _gather(out, on_name, world)
     eq_off, diff_off, _, m_off, _ = _gather(out, off_name, world)
     print(f"megatron replay {on_name.split('_')[0]}: {fed} fed response tokens; routed "
@@ -158,6 +167,14 @@ def test_megatron_replay_actor_routes_as_the_rollout(tiny_deepseek, rollout, wor
     assert m_off["rollout/mismatch_kl"] > m_on["rollout/mismatch_kl"]
     # the replayed gate weights are the router's own scores: every router has a gradient
     assert grads and all(g > 0 for g in grads)
+    if world == 2:
+        # TP 2 with sequence parallelism: each tp rank replays its half of the sequence; both
+        # ranks see every micro-batch (dp 1), so count rank 0's only
+        eq_tp, diff_tp, fed_tp, m_tp, _ = _gather(out, "tp2_on", 1)
+        print(f"megatron replay tp2 (sequence parallel): routed differently {diff_tp} of "
+              f"{fed_tp}; mismatch_kl {m_tp['rollout/mismatch_kl']:.3e}")
+        assert eq_tp and fed_tp == fed
+        assert abs(m_tp["rollout/mismatch_kl"] - m_on["rollout/mismatch_kl"]) < 1e-6
 
 
 def test_megatron_replay_takes_the_recorded_experts_where_there_are_some():
