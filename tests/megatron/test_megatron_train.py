@@ -122,3 +122,24 @@ def test_megatron_train_deepseek_pp2_killed_mid_step_resumes_equal_to_one_rank(
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert_same_metrics(read_metrics(metrics), one_rank)
+
+
+def test_megatron_train_deepseek_routing_replay_with_a_bf16_rollout(deepseek_setup, tmp_path):
+    """``r1zero train`` (1 rank, 2 steps) with ``algorithm.routing_replay``: the sampler (a bf16
+    copy) records the routes, they travel with the samples to megatron's routers for the
+    reference, old and new log-probs; it trains and logs the mismatch metrics."""
+    sections = {**SECTIONS, "actor": {**SECTIONS["actor"], "train_iters": 2},
+                "rollout": {**SECTIONS["rollout"], "dtype": "bfloat16"},
+                "algorithm": {**SECTIONS["algorithm"], "routing_replay": True}}
+    run = tmp_path / "run"
+    cfg = write_recipe(run.with_suffix(".yaml"), recipe(deepseek_setup, run, **sections))
+    done = subprocess.run(_cmd(cfg), cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    got = read_metrics(run / "logs" / "metrics.jsonl")
+    print("megatron train with routing replay:",
+          [{k: r[k] for k in ("rollout/logprob_diff_mean", "rollout/mismatch_kl",
+                              "actor/grad_norm")} for r in got])
+    assert [r["step"] for r in got] == [1, 2]
+    assert all(r["actor/grad_norm"] > 0 for r in got)
+    assert all(0 < r["rollout/logprob_diff_mean"] < 0.05 for r in got)
