@@ -32,6 +32,26 @@ def test_plan_of_the_seed_recipe():
     assert m["peak_stage"] == 1 and 15 * GIB < m["peak_bytes"] < 25 * GIB
 
 
+def test_plan_of_mindspeed_rls_current_671b_layout():
+    """examples/r1_zero_deepseek_671b_tp4pp8ep8.yaml: 256 dies, TP 4 x PP 8 x EP 8, rollout
+    TP 4 x EP 64. Against the seed's layout (19.3 GiB peak, 25.5 GiB rollout weights per die):
+    fewer expert ranks (32 vs 64) hold more of the experts (8 per rank vs 4), so training
+    peaks higher (25.6 GiB at stage 2); the rollout's TP 4 halves its weights per die."""
+    path = RECIPE.with_name("r1_zero_deepseek_671b_tp4pp8ep8.yaml")
+    plan = make_plan(load_config(path), 256, backend="ascend_a3", device_memory=A3)
+    assert plan.ok and plan.engine == "megatron"
+    assert plan.actor == {"dp": 8, "tp": 4, "pp": 8, "ep": 8, "moe_tp_extend_ep": True,
+                          "layers_per_stage": [7, 7, 8, 8, 8, 8, 8, 7], "expert_ranks": 32,
+                          "experts_per_rank": 8, "prompts_per_rank": 64,
+                          "sequences_per_rank": 1024}
+    assert plan.rollout["tp"] == 4 and plan.rollout["ep"] == 64 and plan.rollout["instances"] == 64
+    m = plan.memory
+    assert m["peak_stage"] == 2 and 24 * GIB < m["peak_bytes"] < 27 * GIB
+    seed = make_plan(load_config(RECIPE), 384, backend="ascend_a3", device_memory=A3).memory
+    assert m["peak_bytes"] > seed["peak_bytes"]
+    assert m["rollout_weight_bytes"] < 0.55 * seed["rollout_weight_bytes"]
+
+
 def test_memory_of_one_stage_by_hand():
     # 2 layers, h 8, 2 heads, inter 16, vocab 32, untied; tp 2, one stage, bf16
     arch = {"hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 32}

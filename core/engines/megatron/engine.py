@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import torch
 from r1zero.config.layout import stage_layers
 from r1zero.engines.megatron import model as M
+from r1zero.engines.megatron import offload
 from r1zero.engines.megatron.packed import pack_rows
 from r1zero.engines import swap
 from r1zero.engines.precision import loss_scale_note
@@ -94,7 +95,8 @@ class MegatronTrainEngine:
     implements = frozenset({"actor.distributed_optimizer", "actor.recompute",
                             "actor.use_dynamic_bsz", "actor.max_packing_token_size",
                             "actor.use_remove_padding", "actor.swap_optimizer",
-                            "actor.initial_loss_scale", "algorithm.routing_replay"})
+                            "actor.initial_loss_scale", "algorithm.routing_replay",
+                            "rollout.offload_train_params", "rollout.offload_train_grads"})
     reduces_grads = True         # megatron DDP leaves the data-parallel gradient
     schedules_micro_batches = True   # the trainer hands it a mini-batch's micro-batches at once
     weights_in_place = False     # the sampler takes ``full_weights()``
@@ -292,6 +294,11 @@ class MegatronTrainEngine:
         return {"dp_rank": ps.get_data_parallel_rank(), "dp_world": ps.get_data_parallel_world_size(),
                 "dp_group": ps.get_data_parallel_group(), "mp_group": mp,
                 "mp_src": torch.distributed.get_process_group_ranks(mp)[0]}
+
+    def rollout_phase(self):
+        """``rollout.offload_train_params`` / ``_grads`` while the rollout generates
+        (``engines.megatron.offload``)."""
+        return offload.rollout_phase(self)
 
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF name, full tensor) pairs, layer by layer, on every rank (collective)."""
