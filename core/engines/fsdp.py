@@ -34,10 +34,10 @@ from r1zero.engines import packing
 from r1zero.engines.precision import compute_dtype, make_scaler
 from r1zero.engines.torch_engine import (
     ScaledAdamWEngine,
-    batch_logits,
     load_actor,
     make_optimizer,
     offload_for_rollout,
+    response_logits,
     set_recompute,
     token_logprobs,
 )
@@ -177,7 +177,9 @@ class FSDPTrainEngine(ScaledAdamWEngine):
 
     def logprobs(self, model: torch.nn.Module, batch: Any, temperature: float,
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = batch_logits(model, batch, self.share_prompts)
+        if isinstance(batch, packing.PackedBatch):
+            return packing.packed_logprobs(model, batch, temperature, with_entropy)
+        logits = response_logits(model, batch, self.share_prompts)
         return token_logprobs(logits, batch, temperature, with_entropy)
 
     @torch.no_grad()

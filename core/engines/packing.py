@@ -20,6 +20,7 @@ KL and loss aggregation see the same per-token values.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Sequence
 
 import torch
@@ -88,12 +89,28 @@ class PackedBatch:
         assert n == int(mask.sum())
 
 
-def packed_logits(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
-    """(B, R, V) logits predicting each response token (rows past their end: copies of a kept
-    position; masked by ``response_mask``). The LM head runs on the K kept positions only."""
-    out = model(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                r1zero_segments=batch.segments, logits_to_keep=batch.keep).logits
-    return out[0][batch.pick]
+def packed_logprobs(model: torch.nn.Module, batch: PackedBatch, temperature: float,
+                    with_entropy: bool = False, autocast: Any = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, R) float32 log-probs of the response tokens[, entropies], zero past each end, as
+    ``torch_engine.token_logprobs`` computes them; the LM head and the softmax run on the K
+    kept positions only (no (B, R, V) tensor: a packed micro-batch holds many rows)."""
+    with autocast if autocast is not None else contextlib.nullcontext():
+        logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                       r1zero_segments=batch.segments, logits_to_keep=batch.keep).logits[0]
+    logits = logits.float()                                   # (K, V)
+    if temperature != 1.0:
+        logits = logits / temperature
+    logz = torch.logsumexp(logits, dim=-1)                    # (K,)
+    live = batch.response_mask.bool()
+    rows = batch.pick[live]                                   # (N,) kept row of each token
+    logp = torch.zeros(batch.pick.shape, dtype=torch.float32, device=logits.device)
+    logp = logp.masked_scatter(live, logits[rows, batch.response_ids[live]] - logz[rows])
+    ent = None
+    if with_entropy:
+        per_row = logz - (torch.softmax(logits, dim=-1) * logits).sum(-1)     # (K,)
+        ent = torch.zeros_like(logp).masked_scatter(live, per_row[rows])
+    return logp, ent
 
 
 def enable(model: torch.nn.Module) -> None:

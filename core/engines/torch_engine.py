@@ -89,9 +89,12 @@ class TorchTrainEngine(ScaledAdamWEngine):
     def logprobs(self, model: torch.nn.Module, batch: "SeqBatch", temperature: float,
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, R) log-probs of the response tokens (and their entropies when asked)."""
+        if isinstance(batch, packing.PackedBatch):     # routing replay refuses packing
+            return packing.packed_logprobs(model, batch, temperature, with_entropy,
+                                           autocast(self.device, self.compute_dtype))
         plans = routing.replay_plans(batch, self.share_prompts) if self.replay else []
         with autocast(self.device, self.compute_dtype), routing.replay(model, plans):
-            logits = batch_logits(model, batch, self.share_prompts)
+            logits = response_logits(model, batch, self.share_prompts)
         return token_logprobs(logits, batch, temperature, with_entropy)
 
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
@@ -196,14 +199,6 @@ def check_replay(cfg: RecipeConfig, model: torch.nn.Module) -> bool:
         raise ConfigError("routing replay lays routes out on padded rows; unset "
                           "actor.use_remove_padding", key="algorithm.routing_replay")
     return True
-
-
-def batch_logits(model: torch.nn.Module, batch: Any, share: bool = True) -> torch.Tensor:
-    """(B, R, V) logits predicting the response tokens of a padded ``SeqBatch`` or a
-    ``packing.PackedBatch`` (``actor.use_remove_padding``)."""
-    if isinstance(batch, packing.PackedBatch):
-        return packing.packed_logits(model, batch)
-    return response_logits(model, batch, share)
 
 
 def response_logits(model: torch.nn.Module, batch: "SeqBatch", share: bool = True) -> torch.Tensor:

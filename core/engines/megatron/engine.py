@@ -321,8 +321,11 @@ class MegatronTrainEngine:
 
     def sharded_state(self, loading: bool) -> dict[str, Any]:
         model = self.model.sharded_state_dict()
-        return {"model": model,
-                "optimizer": self.optimizer.sharded_state_dict(model, is_loading=loading)}
+        # the distributed optimizer's default format (flattened ranges) is one megatron-core
+        # 0.16.1's own save strategy refuses; the reshardable one gathers per parameter
+        meta = {"distrib_optim_sharding_type": "fully_reshardable"}
+        return {"model": model, "optimizer": self.optimizer.sharded_state_dict(
+            model, is_loading=loading, metadata=meta)}
 
     def full_grads(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF name, full reduced gradient) pairs after ``forward_backward`` (collective; not
