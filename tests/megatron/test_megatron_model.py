@@ -122,9 +122,11 @@ def test_megatron_engine_declares_the_keys_it_acts_on():
     cfg = load_config(None, ["actor.distributed_optimizer=true", "actor.recompute=full",
                              "actor.use_remove_padding=true", "actor.swap_optimizer=true",
                              "model.dtype=bfloat16", "actor.initial_loss_scale=4096",
-                             "rollout.offload_train_params=true"])
+                             "rollout.offload_train_params=true",
+                             "rollout.offload_train_grads=true",
+                             "rollout.offload_train_optimizer=true"])
     assert unimplemented(cfg, MegatronTrainEngine, TRAIN_ENGINE_KEYS) == [
-        "rollout.offload_train_params: True is not implemented by engine 'megatron'"]
+        "rollout.offload_train_optimizer: True is not implemented by engine 'megatron'"]
 
 
 def test_megatron_pack_pads_the_width_to_a_multiple():
