@@ -4,7 +4,8 @@ experts top-2 in 2 groups, a random expert bias):
 the rollout is the HF model with its routers perturbed (other router logits, as another
 kernel would give), sampled by the built-in sampler, which records each response token's
 experts. The megatron actor (the unperturbed model) computes the responses' log-probs at
-1 rank and at EP 2 (2 experts per rank), with ``algorithm.routing_replay`` on and off:
+1 rank and at EP 2 (2 experts per rank), with ``algorithm.routing_replay`` on and off, and
+with it on at TP 2 (sequence parallel) and PP 2 (one MoE layer per stage):
 
 - on: its routers choose the rollout's experts for every fed response token and MoE layer;
   the router still gets a gradient (gate weights recomputed for the replayed experts);
@@ -79,7 +80,10 @@ def replay_layouts(rank: int, world: int, port: int, model: str, sample: str, ou
                                        LAYERS, TOP_K)
             batches.append(b)
         maps: list[torch.Tensor] = []
-        routers = [m for m in eng.model.modules() if isinstance(m, TopKRouter)]
+        named = [(n, m) for n, m in eng.model.named_modules() if isinstance(m, TopKRouter)]
+        routers = [m for _, m in named]
+        # this stage's MoE layers: global layer = stage offset + local number; layer 0 is dense
+        layers = [eng.layer_offset() + int(n.split(".")[2]) - 1 for n, _ in named]
         hooks = [r.register_forward_hook(lambda mod, a, o, maps=maps: maps.append(o[1].detach()))
                  for r in routers]
         logp = eng.logprobs_of(batches, 1.0)
@@ -87,7 +91,11 @@ def replay_layouts(rank: int, world: int, port: int, model: str, sample: str, ou
             h.remove()
         if ps.get_tensor_model_parallel_world_size() > 1:   # sequence parallel: whole sequences
             maps = [_gather_seq(m, ps.get_tensor_model_parallel_group()) for m in maps]
-        chosen = [_response_experts(maps[j * LAYERS:(j + 1) * LAYERS], b)
+        local = len(routers)
+        # megatron's padded layout: pipelines pad every micro-batch to one shape
+        common = (max(2, *(b.input_ids.shape[0] for b in batches)),
+                  max(b.prompt_width for b in batches)) if cfg.actor.pipeline_parallel > 1 else None
+        chosen = [_response_experts(maps[j * local:(j + 1) * local], b, common)
                   for j, b in enumerate(batches)]
         rollout_lp = []
         for idx, b in zip(mine, batches):
@@ -95,7 +103,7 @@ def replay_layouts(rank: int, world: int, port: int, model: str, sample: str, ou
             for row, i in enumerate(idx):
                 lp[row, :len(s["logprobs"][i])] = torch.tensor(s["logprobs"][i])
             rollout_lp.append(lp)
-        result = {"logp": logp, "chosen": chosen, "rollout": rollout_lp,
+        result = {"logp": logp, "chosen": chosen, "rollout": rollout_lp, "layers": layers,
                   "routes": [b.routes for b in batches], "mask": [b.response_mask for b in batches]}
         if cfg.algorithm.routing_replay:
             eng.forward_backward(batches, 1.0, lambda i, lp, h, bs=batches: (
@@ -113,13 +121,15 @@ def _gather_seq(m: torch.Tensor, group) -> torch.Tensor:
     return torch.cat(parts).bool()
 
 
-def _response_experts(maps: list[torch.Tensor], b) -> torch.Tensor:
-    """Per MoE layer (seq x rows, experts) routing maps of one micro-batch (one stage, its own
-    rows and width) -> (rows, R, layers, k) sorted experts of its response tokens."""
+def _response_experts(maps: list[torch.Tensor], b, common: tuple | None) -> torch.Tensor:
+    """Per MoE layer of this stage, (seq x rows, experts) routing maps of one micro-batch
+    (its own rows and prompt width, or the pipeline's ``common`` ones) -> (n, R, layers, k)
+    sorted experts of its response tokens."""
     n, p, r = b.input_ids.shape[0], b.prompt_width, b.response_ids.shape[1]
+    rows, p = common or (n, p)
     per_layer = []
     for m in maps:
-        m = m.view(-1, n, m.shape[-1]).transpose(0, 1)[:, p:p + r]          # (n, R, E)
+        m = m.view(-1, rows, m.shape[-1]).transpose(0, 1)[:n, p:p + r]      # (n, R, E)
         per_layer.append(m.float().topk(TOP_K, dim=-1).indices.sort(-1).values)
     return torch.stack(per_layer, dim=2)
 
@@ -131,22 +141,26 @@ def _gather(out_dir: Path, name: str, world: int):
     for rank in range(world):
         res = torch.load(out_dir / name / f"rank{rank}.pt")
         grads += res.get("router_grad", [])
+        logps = res["logp"] or [None] * len(res["chosen"])      # None off the last stage
         for chosen, routes, mask, logp, rollout_lp in zip(res["chosen"], res["routes"],
-                                                          res["mask"], res["logp"], res["rollout"]):
+                                                          res["mask"], logps, res["rollout"]):
             fed = (routes >= 0).all(-1).all(-1)                     # (n, R) tokens fed with routes
-            want = routes.long().sort(-1).values
+            want = routes[:, :, res["layers"]].long().sort(-1).values
             same = (chosen == want).all(-1).all(-1)                 # every layer's experts equal
             equal &= bool(same[fed].all())
             differ += int((~same & fed).sum())
             fed_tokens += int(fed.sum())
-            sums = add_sums(sums, mismatch_sums(logp, rollout_lp, mask))
+            if logp is not None:
+                sums = add_sums(sums, mismatch_sums(logp, rollout_lp, mask))
     return equal, differ, fed_tokens, mismatch_metrics(sums), grads
 
 
 LAYOUTS = {1: {"1rank_on": ["algorithm.routing_replay=true"], "1rank_off": []},
            2: {"ep2_on": ["actor.expert_parallel=2", "algorithm.routing_replay=true"],
                "ep2_off": ["actor.expert_parallel=2"],
-               "tp2_on": ["actor.tensor_parallel=2", "algorithm.routing_replay=true"]}}
+               "tp2_on": ["actor.tensor_parallel=2", "algorithm.routing_replay=true"],
+               "pp2_on": ["actor.pipeline_parallel=2", "actor.num_layer_list=[2,1]",
+                          "algorithm.routing_replay=true"]}}
 
 
 @pytest.mark.parametrize("world", [1, 2], ids=["1rank", "ep2"])
@@ -175,6 +189,12 @@ def test_megatron_replay_actor_routes_as_the_rollout(tiny_deepseek, rollout, wor
               f"{fed_tp}; mismatch_kl {m_tp['rollout/mismatch_kl']:.3e}")
         assert eq_tp and fed_tp == fed
         assert abs(m_tp["rollout/mismatch_kl"] - m_on["rollout/mismatch_kl"]) < 1e-6
+        # PP 2, stages [dense + MoE 1 | MoE 2]: each stage replays its own MoE layers' routes
+        eq_pp, diff_pp, fed_pp, m_pp, grads_pp = _gather(out, "pp2_on", 2)
+        print(f"megatron replay pp2: routed differently {diff_pp}; mismatch_kl "
+              f"{m_pp['rollout/mismatch_kl']:.3e}")
+        assert eq_pp and fed_pp == 2 * fed and len(grads_pp) == 2 and min(grads_pp) > 0
+        assert abs(m_pp["rollout/mismatch_kl"] - m_on["rollout/mismatch_kl"]) < 1e-6
 
 
 def test_megatron_replay_takes_the_recorded_experts_where_there_are_some():
