@@ -117,6 +117,9 @@ class BackendConfig:
     num_nodes: int = field(default=1, validator=_pos)
     devices_per_node: int | None = field(default=None, validator=_opt(_pos))
     num_threads: int | None = field(default=None, validator=_opt(_pos), metadata={"help": "torch threads (cpu)"})
+    rollout_threads: int | None = field(default=None, validator=_opt(_pos), metadata={
+        "help": "rollout.mode one_step_off/async on cpu: torch threads of the rollout worker, "
+                "taken from num_threads (None = half)"})
     env: dict[str, str] = field(factory=dict, validator=lambda _i, _a, v: _env_keys(v))
 
 
@@ -191,6 +194,15 @@ class RolloutConfig:
     offload_train_params: bool = False
     offload_train_grads: bool = False
     offload_train_optimizer: bool = False
+    mode: str = field(default="sync", validator=_choice("sync", "one_step_off", "async"), metadata={
+        "help": "sync | one_step_off (step k+1's rollout overlaps step k's update) | async "
+                "(a rollout worker fills a queue, samples at most max_staleness versions old)"})
+    max_staleness: int = field(default=1, validator=_pos, metadata={
+        "help": "async: how many weight versions older than the actor a sample may be"})
+    partial: bool = field(default=False, metadata={
+        "help": "async: a weight sync interrupts generation; tokens kept, resumed on new weights"})
+    devices: str | None = field(default=None, metadata={
+        "help": "one_step_off/async on accelerators: the rollout copy's device (e.g. cuda:1)"})
 
 
 @frozen

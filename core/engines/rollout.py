@@ -30,31 +30,49 @@ class SamplerRolloutEngine:
     def __init__(self, cfg: RecipeConfig, train_engine: Any, tokenizer: Any,
                  stops: Sequence[Sequence[int]]):
         self.cfg, self.train_engine = cfg, train_engine
+        self.stops = [tuple(s) for s in stops]
+        self.overlapped = False     # generating beside the update (``own_weights``)
         own_dtype = rollout_dtype(cfg)
         if train_engine.weights_in_place and own_dtype == torch.float32:
             self.model = train_engine.model
         else:
             self.model = rollout_copy(cfg, train_engine.device, own_dtype)
             self.sync_weights()
-        self.sampler = Sampler(self.model, [tuple(s) for s in stops], train_engine.pad_id)
+        self.sampler = Sampler(self.model, self.stops, train_engine.pad_id)
+
+    def own_weights(self, device: Any = None) -> None:
+        """Generate from a copy of the weights of its own, on ``device`` (default the actor's):
+        for a rollout that runs while the actor trains (``trainer.async_rollout``). The actor's
+        training state then never moves for the rollout (no ``rollout_phase``)."""
+        self.overlapped = True
+        if self.model is self.train_engine.model or device is not None:
+            self.model = rollout_copy(self.cfg, device or self.train_engine.device,
+                                      rollout_dtype(self.cfg))
+            self.sampler = Sampler(self.model, self.stops, self.train_engine.pad_id)
+            self.sync_weights()
 
     def generate(self, prompts: Sequence[Sequence[int]], n: int,
-                 generator: torch.Generator | None = None, seeds: Sequence[int] | None = None):
+                 generator: torch.Generator | None = None, seeds: Sequence[int] | None = None,
+                 **sampling: Any):
+        """``sampling``: further ``Sampler.generate`` arguments (``uniforms``, ``interrupt``,
+        ``max_new_tokens`` for a continued partial rollout)."""
         r = self.cfg.rollout
-        phase = getattr(self.train_engine, "rollout_phase", contextlib.nullcontext)
+        phase = contextlib.nullcontext if self.overlapped else \
+            getattr(self.train_engine, "rollout_phase", contextlib.nullcontext)
+        args = {"max_new_tokens": r.max_response_length, "temperature": r.temperature,
+                "top_p": r.top_p, "top_k": r.top_k, "min_p": r.min_p,
+                "record_routes": self.cfg.algorithm.routing_replay, **sampling}
         with phase():
-            return self.sampler.generate(prompts, n, r.max_response_length,
-                                         temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                                         generator=generator, min_p=r.min_p, seeds=seeds,
-                                         record_routes=self.cfg.algorithm.routing_replay)
+            return self.sampler.generate(prompts, n, generator=generator, seeds=seeds, **args)
 
     @torch.no_grad()
-    def sync_weights(self) -> None:
-        """Copy the actor's full weights into the sampler's model (nothing to do in place)."""
+    def sync_weights(self, weights: Any = None) -> None:
+        """Copy the actor's full weights (or the (name, tensor) pairs ``weights``) into the
+        sampler's model (nothing to do in place)."""
         if self.model is self.train_engine.model:
             return
         own = self.model.state_dict()
-        for name, tensor in self.train_engine.full_weights():
+        for name, tensor in (self.train_engine.full_weights() if weights is None else weights):
             own[name].copy_(tensor)
 
 

@@ -54,6 +54,9 @@ class SampleOutput:
     # MoE routing replay, when asked: routes[i] (len(response_ids[i]), moe layers, top_k)
     # int16, the experts each response token was routed to (-1: the last token, never fed)
     routes: list = attrs.field(factory=list)
+    # decode steps run when ``interrupt`` stopped the call (rows neither finished nor full were
+    # cut there and may be continued); None when it ran to the end
+    interrupted_at: int | None = None
 
 
 class Sampler:
@@ -82,7 +85,8 @@ class Sampler:
     def generate(self, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = -1,
                  generator: torch.Generator | None = None, min_p: float = 0.0,
-                 seeds: Sequence[int] | None = None, record_routes: bool = False) -> SampleOutput:
+                 seeds: Sequence[int] | None = None, record_routes: bool = False,
+                 uniforms: Tensor | None = None, interrupt: Any = None) -> SampleOutput:
         """n samples for each prompt (lists of token ids, any lengths), at most max_new_tokens each.
 
         temperature 0 (or top_k 1) is greedy decoding. ``generator`` seeds the sampling (one
@@ -91,6 +95,12 @@ class Sampler:
         prompt's uniforms from its own seed, so a prompt's samples do not depend on the other
         prompts of the batch (nor on how a run splits prompts over ranks). ``record_routes``
         fills ``routes`` (an MoE model's expert choices, ``r1zero.engines.routing``).
+        ``uniforms`` (len(prompts) * n, >= max_new_tokens): the draws themselves (a partial
+        rollout continues a row with the rest of its row of ``prompt_uniforms``).
+
+        ``interrupt``: called after each decode step; when it returns True the call stops there
+        and ``out.interrupted_at`` says after how many tokens (``trainer.async_rollout``'s
+        partial rollout then syncs weights and continues the unfinished rows).
         """
         _check_args(prompts, n, max_new_tokens, temperature, top_p)
         if seeds is not None and len(seeds) != len(prompts):
@@ -120,12 +130,17 @@ class Sampler:
                     (self._stop_tensor(device), [torch.tensor(s, device=device)
                                                   for s in self.stop_sequences]), max_new_tokens,
                     (temperature, top_k, top_p, min_p), generator,
+                    uniforms.to(device) if uniforms is not None else
                     prompt_uniforms(seeds, n, max_new_tokens, device) if seeds is not None
-                    else None, recorder)
+                    else None, recorder, interrupt)
         finally:
             self.model.train(was_training)
+        cut = max_new_tokens
+        if bool((lengths < 0).any()) and int(-lengths.min()) < max_new_tokens:
+            cut = out.interrupted_at = int(-lengths.min())
         for i, (row, lp, length) in enumerate(zip(tokens.tolist(), lps.tolist(), lengths.tolist())):
-            out.response_ids[i], out.logprobs[i] = row[:abs(length)], lp[:abs(length)]
+            keep = length if length > 0 else min(-length, cut)
+            out.response_ids[i], out.logprobs[i] = row[:keep], lp[:keep]
             out.finished[i] = length > 0
         if routes is not None:
             out.routes = [routes[i, :abs(int(k))].cpu() for i, k in enumerate(lengths.tolist())]
@@ -162,11 +177,14 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
 
 def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stops: tuple, max_new: int,
                  sampling: tuple[float, int, float, float], generator: torch.Generator | None,
-                 uniforms: Tensor | None = None, recorder: RouteRecorder | None = None):
+                 uniforms: Tensor | None = None, recorder: RouteRecorder | None = None,
+                 interrupt: Any = None):
     """Sample max_new steps -> tokens (B, max_new), logprobs (B, max_new), lengths (B,),
     routes (B, max_new, layers, k) int16 or None.
 
-    ``uniforms`` (B, max_new): the draw of each row and step, else draws from ``generator``.
+    ``uniforms`` (B, >= max_new): the draw of each row and step, else draws from ``generator``.
+    ``interrupt()``, asked after each step that leaves rows running: True stops the loop there,
+    and the rows still running get lengths[i] = -t (t: the steps run).
     ``recorder``: the experts each fed token was routed to (routes[i, t] of token t; -1 for a
     token never fed, such as the last).
 
@@ -202,6 +220,9 @@ def _decode_loop(stepper, logits: Tensor, next_pos: Tensor, stops: tuple, max_ne
         done |= newly
         n_done = int(done.sum())
         if n_done == len(rows) or step + 1 == max_new:
+            break
+        if interrupt is not None and interrupt():
+            lengths[rows[~done]] = -(step + 1)
             break
         if n_done >= max(1, COMPACT_SHARE * len(rows)):
             keep = (~done).nonzero().squeeze(1)

@@ -8,7 +8,7 @@ clipped-loss updates -> weight sync -> metrics -> checkpoint.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
 import random
 import time
@@ -29,7 +29,8 @@ from r1zero.trainer.batching import check_dynamic_bsz
 from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
 from r1zero.trainer.progress import progress
-from r1zero.trainer.samples import Samples
+from r1zero.trainer.async_rollout import RolloutFeed, check_mode
+from r1zero.trainer.samples import Samples, prompt_seed
 from r1zero.trainer.update import PolicyUpdate
 from r1zero.trainer.validate import Validation
 
@@ -58,6 +59,7 @@ class GRPOTrainer(PolicyUpdate):
         self.backend.validate_layout(cfg)
         # a key no chosen engine acts on: refused
         self.backend.refuse_unimplemented(cfg, dist.world if dist else 1)
+        check_mode(cfg, dist, self.algorithm, self.backend)     # rollout.mode's refusals
         self.lock = preflight.start(cfg, resume, lock=dist is None)
         self.backend.setup(cfg)
         check_dynamic_bsz(cfg)
@@ -82,6 +84,7 @@ class GRPOTrainer(PolicyUpdate):
         self.order = PromptOrder(len(self.prompts), cfg.data.seed, cfg.data.shuffle)
         self.generator = torch.Generator().manual_seed(cfg.actor.seed + (dist.rank if dist else 0))
         self.validation = Validation.build(self)
+        self.feed = RolloutFeed(self) if cfg.rollout.mode != "sync" else None
         self.step = 0
         if resume:
             self._resume()
@@ -109,12 +112,15 @@ class GRPOTrainer(PolicyUpdate):
         bar = _progress(cfg, self.step) if self.is_main else None
         try:
             if self.validation is not None and self.step == 0:
-                self.writer.write(0, self.validation.metrics(0))
+                with self._quiet():
+                    self.writer.write(0, self.validation.metrics(0))
             while self.step < cfg.actor.train_iters:
                 self.step += 1
                 metrics = self.train_step()
                 if self.validation is not None:
-                    metrics.update(self.validation.metrics(self.step, self.step == cfg.actor.train_iters))
+                    with self._quiet():
+                        metrics.update(self.validation.metrics(self.step,
+                                                               self.step == cfg.actor.train_iters))
                 history.append(metrics)
                 if self.step % cfg.logging.log_interval == 0 or self.step == cfg.actor.train_iters \
                         or "val/accuracy" in metrics:
@@ -132,6 +138,8 @@ class GRPOTrainer(PolicyUpdate):
         finally:
             if bar is not None:
                 bar.close()
+            if self.feed is not None:     # the rollout worker's thread ends with the run
+                self.feed.close()
             self.writer.close()
         if cfg.logging.plots and self.is_main:
             plot_curves(self.writer.path, Path(cfg.logging.dir) / "plots", cfg.name)
@@ -140,7 +148,9 @@ class GRPOTrainer(PolicyUpdate):
     def train_step(self) -> dict[str, Any]:
         self.timings = {}
         t0 = time.perf_counter()
-        drawn = self._generate(self._draw())
+        # rollout.mode one_step_off / async: a batch generated beside the previous update
+        drawn = self.feed.take(self.step) if self.feed is not None else \
+            self._generate(self._draw())
         samples, filled = drawn, {}
         if self.algorithm.dynamic_sampling:
             samples, filled = self._fill(drawn)
@@ -151,13 +161,19 @@ class GRPOTrainer(PolicyUpdate):
         train = [i for i, done in enumerate(samples.finished) if done or not alg.overlong_mask]
         behaviour = _pick(samples.logprobs, train)      # the rollout's log-probs
         update = self.update([seqs[i] for i in train], advantages[train], behaviour,
-                             _pick(samples.routes, train)) if train else {}
+                             _pick(samples.routes, train),
+                             behaviour_old=self.feed is not None) if train else {}
         alg.kl_ctrl.update(update.get("kl", 0.0), len(train))
-        self.rollout.sync_weights()
+        if self.feed is not None:
+            self.feed.after_update(self.step)
+        else:
+            self.rollout.sync_weights()
         step_s = time.perf_counter() - t0
         m = self._metrics(drawn, update, step_s)
         m.update(filled)
         m["actor/kl_coef"] = alg.kl_ctrl.value
+        if self.feed is not None:
+            m.update(self.feed.metrics(drawn, self.step))
         count = self.dist.sum_int if self.dist is not None else int   # over the dp ranks
         if alg.overlong_mask:
             m["algorithm/overlong_masked"] = count(len(seqs) - len(train))
@@ -187,12 +203,16 @@ class GRPOTrainer(PolicyUpdate):
                                         self.cfg.rollout.n_samples_per_prompt, self.generator,
                                         seeds=seeds)
         with self._timer("reward"):
-            texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
-            owners = [rows[i] for i in out.prompt_index]
-            extras = [{**r.extra, "response_tokens": len(resp)}
-                      for r, resp in zip(owners, out.response_ids)]
-            scored = self.scoring.score(texts, [r.ground_truth for r in owners], extras)
-        return Samples.of(rows, out, scored)
+            return self.score_rollout(rows, out)
+
+    def score_rollout(self, rows: list, out: Any, versions: list | None = None) -> Samples:
+        """The rollout ``out`` of ``rows`` (a ``SampleOutput``), scored."""
+        texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
+        owners = [rows[i] for i in out.prompt_index]
+        extras = [{**r.extra, "response_tokens": len(resp)}
+                  for r, resp in zip(owners, out.response_ids)]
+        scored = self.scoring.score(texts, [r.ground_truth for r in owners], extras)
+        return Samples.of(rows, out, scored, versions)
 
     def _fill(self, drawn: Samples) -> tuple[Samples, dict[str, float]]:
         """DAPO's dynamic sampling: keep the groups whose rewards differ and refill the batch
@@ -252,6 +272,8 @@ class GRPOTrainer(PolicyUpdate):
                  "step": self.step, "kl_coef": self.algorithm.kl_ctrl.value}
         if self.dist is not None:       # every rank's sampler stream, for an exact resume
             extra["rng_ranks"] = self.dist.gather(extra["rng"])
+        if self.feed is not None:       # batches generated ahead, the order before the rest
+            extra.update(self.feed.state())
         return checkpoint.save(self.cfg.checkpoint.dir, self.step, self.engine, self.tokenizer,
                                extra, self.cfg.checkpoint.keep_last, dist=self.dist)
 
@@ -272,9 +294,15 @@ class GRPOTrainer(PolicyUpdate):
         if rng:
             checkpoint.set_rng_state(rng, self.generator)
         self.step = state["step"]
+        if self.feed is not None:
+            self.feed.load(state, path)
         if "kl_coef" in state:          # an adaptive controller's value at the checkpoint
             self.algorithm.kl_ctrl.value = state["kl_coef"]
         log.info("resumed from %s at step %d", path, self.step)
+
+    def _quiet(self):
+        """No rollout beside what runs inside (validation uses the rollout engine)."""
+        return self.feed.quiet() if self.feed is not None else contextlib.nullcontext()
 
     @contextmanager
     def _timer(self, name: str):
@@ -285,22 +313,15 @@ class GRPOTrainer(PolicyUpdate):
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
 
     def close(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
         self.scoring.close()
         if self.lock is not None:
             self.lock.release()
 
 
-def prompt_seed(seed: int, step: int, prompt: Any) -> int:
-    """The sampling seed of dataset row ``prompt`` (its id) at ``step``: a function of the run's seed, the
-    step and the prompt only, so samples do not depend on the rank count or batch layout."""
-    digest = hashlib.blake2b(f"{seed}:{step}:{prompt}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
 def _pick(per_sample: list | None, idx: list[int]) -> list | None:
     return None if per_sample is None else [per_sample[i] for i in idx]
-
-
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

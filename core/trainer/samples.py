@@ -11,9 +11,18 @@ routing replay), None when not recorded.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Iterable
 
 import attrs
+
+
+def prompt_seed(seed: int, step: int, prompt: Any) -> int:
+    """The sampling seed of dataset row ``prompt`` (its id) at ``step``: a function of the run's seed, the
+    step and the prompt only, so samples do not depend on the rank count, the batch layout or
+    the step that generates them (``rollout.mode``)."""
+    digest = hashlib.blake2b(f"{seed}:{step}:{prompt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 @attrs.define
@@ -27,9 +36,12 @@ class Samples:
     counts: dict[str, int]
     logprobs: list[list[float]] | None = None
     routes: list | None = None
+    # the weight version (updates done) that generated each response token (rollout.mode
+    # one_step_off / async), None in a sync run
+    versions: list[list[int]] | None = None
 
     @classmethod
-    def of(cls, rows: list, out: Any, scored: Any) -> "Samples":
+    def of(cls, rows: list, out: Any, scored: Any, versions: list | None = None) -> "Samples":
         lps = getattr(out, "logprobs", None) or None
         if lps is not None and [len(x) for x in lps] != [len(r) for r in out.response_ids]:
             lps = None      # not one log-prob per response token: treated as none returned
@@ -38,7 +50,7 @@ class Samples:
                    [bool(f) for f in out.finished], list(scored.rewards),
                    {k: list(v) for k, v in scored.components.items()}, dict(scored.counts),
                    [list(x) for x in lps] if lps is not None else None,
-                   list(routes) if routes is not None else None)
+                   list(routes) if routes is not None else None, versions)
 
     def __len__(self) -> int:
         return len(self.group)
@@ -55,6 +67,8 @@ class Samples:
         self.response_ids.extend(other.response_ids)
         self.finished.extend(other.finished)
         self.rewards.extend(other.rewards)
+        self.logprobs.extend(other.logprobs)
+        self.versions.extend(other.versions)
         for k, v in other.components.items():
             self.components.setdefault(k, []).extend(v)
         for k, v in other.counts.items():
@@ -70,7 +84,8 @@ class Samples:
                        [self.response_ids[i] for i in idx], [self.finished[i] for i in idx],
                        [self.rewards[i] for i in idx],
                        {k: [v[i] for i in idx] for k, v in self.components.items()},
-                       dict(self.counts), _pick(self.logprobs, idx), _pick(self.routes, idx))
+                       dict(self.counts), _pick(self.logprobs, idx), _pick(self.routes, idx),
+                       _pick(self.versions, idx))
 
 
 def _joined(a: list | None, b: list | None) -> list | None:

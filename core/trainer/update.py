@@ -75,17 +75,22 @@ class PolicyUpdate:
 
     def update(self, seqs: list, advantages: torch.Tensor,
                rollout_logp: list[list[float]] | None = None,
-               routes: list | None = None) -> dict[str, float]:
+               routes: list | None = None, behaviour_old: bool = False) -> dict[str, float]:
         """PPO-style updates on (prompt_ids, response_ids) pairs with per-sequence advantages.
         ``rollout_logp``: the rollout's log-probs of each response (None when the rollout
         engine returned none): the ``rollout/*`` mismatch metrics against the actor's old
         log-probs, and the algorithm's rollout correction, if any, use them. ``routes``: the
         rollout's expert choices per response (MoE routing replay), attached to every
-        micro-batch for the engine."""
+        micro-batch for the engine.
+        ``behaviour_old``: the samples came from older weights (``rollout.mode`` one_step_off,
+        async): pi_old is ``rollout_logp`` itself, the behaviour policy -- unless a rollout
+        correction is set, which then weighs the actor's own pi_old against it (decoupled
+        PPO); the mismatch metrics compare the current actor with the rollout."""
         if self.algorithm.correction is not None and rollout_logp is None:
             raise ConfigError("the rollout engine returned no log-probs, which the correction "
                               "needs", key="algorithm.rollout_correction")
         self._rollout_logp, self._routes = rollout_logp, routes
+        self._behaviour_old = behaviour_old and rollout_logp is not None
         self._mismatch: dict[str, float] = {}
         cfg, eng = self.cfg, self.engine
         a = cfg.actor
@@ -99,7 +104,11 @@ class PolicyUpdate:
             with self._timer("reference"):
                 logp_ref = self._logprobs_of(eng.ref, everything, seqs)
         on_policy = a.ppo_epochs == 1 and mini >= n_seq
-        logp_old = {} if on_policy else self._logprobs_of(eng.model, everything, seqs)
+        if self._behaviour_old and self.algorithm.correction is None:
+            logp_old = {i: torch.tensor(lp, dtype=torch.float32, device=eng.device)
+                        for i, lp in enumerate(rollout_logp)}
+        else:
+            logp_old = {} if on_policy else self._logprobs_of(eng.model, everything, seqs)
         sums: dict[str, float] = {}
         n_updates = 0
         rng = random.Random(a.seed * 7919 + self.step)
@@ -155,7 +164,9 @@ class PolicyUpdate:
             if self._rollout_logp is not None:
                 behaviour = _stack_lists(self._rollout_logp, idx, logp)
                 if self._first_epoch:
-                    self._mismatch = add_sums(self._mismatch, mismatch_sums(old, behaviour, mask))
+                    actor = logp.detach() if self._behaviour_old else old
+                    self._mismatch = add_sums(self._mismatch,
+                                              mismatch_sums(actor, behaviour, mask))
             out = self.algorithm.loss(logp, old, advantages[idx].to(logp.device), mask, ref, ent,
                                       behaviour)
             share = (mask.sum().item() if token_mean else len(idx)) / total
