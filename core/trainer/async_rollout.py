@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from r1zero.engines.sampler import prompt_uniforms
 from r1zero.host.errors import CheckpointError, ConfigError, TrainingError
 from r1zero.trainer.samples import Samples, prompt_seed
 
@@ -169,8 +170,6 @@ class RolloutFeed:
     def _partial(self, rows: list, seeds: list) -> tuple[Any, list]:
         """Generate with the weights synced whenever a newer version is published: the
         unfinished rows continue from their tokens so far, with the rest of their uniforms."""
-        from r1zero.engines.sampler import prompt_uniforms
-
         tr, r = self.tr, self.cfg.rollout
         n, budget = r.n_samples_per_prompt, r.max_response_length
         uniforms = prompt_uniforms(seeds, n, budget, torch.device("cpu"))
