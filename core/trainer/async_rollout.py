@@ -252,7 +252,7 @@ class RolloutFeed:
         with self.cond:
             samples = self.batches.pop(step)
             self.drawn.pop(step, None)
-        self.waited = time.perf_counter() - t0
+        self.waited += time.perf_counter() - t0
         return samples
 
     def _submit(self) -> None:
@@ -267,8 +267,10 @@ class RolloutFeed:
         flight, then syncs; async stages a copy and goes on."""
         if self.mode == "one_step_off":
             if self.inflight is not None:
+                t0 = time.perf_counter()
                 f, self.inflight = self.inflight, None
                 self.batches[f.step] = f.result()
+                self.waited += time.perf_counter() - t0     # the step's wait, in its metrics
             self.tr.rollout.sync_weights()
             self.held = self.published = step
             return
@@ -284,10 +286,11 @@ class RolloutFeed:
         behind = (step - 1) - np.asarray(flat)
         with self.cond:
             timings = self.timings.pop(step, {})
+        waited, self.waited = self.waited, 0.0
         return {"rollout/staleness_mean": float(behind.mean()),
                 "rollout/staleness_max": int(behind.max()),
                 **{f"timing/{k}": v for k, v in timings.items()},
-                "timing/wait_rollout": self.waited}
+                "timing/wait_rollout": waited}
 
     @contextmanager
     def quiet(self):
