@@ -16,8 +16,12 @@ tokens/s counts real tokens (prompt + response) per second of update step, media
 
     python benchmarks/packing.py [--steps 2] [--budget 4096] [--threads 2]
 
-Prints:
-    packing: 1.62x tokens/s, 0.71x peak memory of padded (model, length distribution)
+Prints (measured on the shared 2-core CPU machine, --steps 1, 2026-12-08):
+    padded: 66.38 s/step, 132 tokens/s, 5 micro-batches, 15733 positions for 8762 tokens, step peak 902 MiB
+    packed: 38.30 s/step, 229 tokens/s, 3 micro-batches, 6318 positions for 8762 tokens, step peak 838 MiB
+    packing: 1.73x tokens/s, 0.93x peak memory of padded (Qwen2 h256 x2 layers, ...)
+Peak memory is about equal by design: the budget caps a micro-batch's positions either way,
+and packed micro-batches hold more sequences (3 micro-batches instead of 5).
 """
 
 from __future__ import annotations
