@@ -126,10 +126,18 @@ class Backend:
         return SamplerRolloutEngine
 
     def make_rollout_engine(self, cfg: RecipeConfig, train_engine: Any, tokenizer: Any,
-                            stops: Sequence[Sequence[int]]) -> Any:
+                            stops: Sequence[Sequence[int]], generates: bool = True) -> Any:
         """The generator. ``stops``: what ends a sample, each as token ids -- EOS and the
-        template's stop words (a word may be several tokens)."""
-        return self.rollout_engine_class(cfg)(cfg, train_engine, tokenizer, stops)
+        template's stop words (a word may be several tokens). ``generates`` False (a
+        model-parallel rank that gets its samples from its group's first rank): a
+        ``WeightRelay``, which holds no rollout model and only takes its part in the
+        collective weight gather."""
+        cls = self.rollout_engine_class(cfg)       # validates rollout.engine on every rank
+        if not generates:
+            from r1zero.engines.rollout import WeightRelay
+
+            return WeightRelay(cfg, train_engine)
+        return cls(cfg, train_engine, tokenizer, stops)
 
     def refuse_unimplemented(self, cfg: RecipeConfig, world: int = 1) -> None:
         """A ``ConfigError`` naming every set key the chosen engines do not act on."""

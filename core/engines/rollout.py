@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from r1zero.engines.precision import compute_dtype, rollout_dtype
 from r1zero.engines.sampler import Sampler
+from r1zero.host.errors import TrainingError
 
 if TYPE_CHECKING:
     from r1zero.config.recipe import RecipeConfig
@@ -74,6 +75,31 @@ class SamplerRolloutEngine:
         own = self.model.state_dict()
         for name, tensor in (self.train_engine.full_weights() if weights is None else weights):
             own[name].copy_(tensor)
+
+
+class WeightRelay:
+    """The rollout side of a rank that does not generate (a model-parallel rank other than its
+    group's ``mp_src``): it holds no rollout model. Gathering the actor's full weights is
+    collective across the model-parallel group (``full_weights()`` of the megatron and fsdp
+    engines), so ``sync_weights`` takes this rank's part in the gather -- iterating it, one
+    tensor at a time, dropping each -- while the generating rank loads them."""
+
+    name = "relay"
+    implements = frozenset()
+
+    def __init__(self, cfg: RecipeConfig, train_engine: Any):
+        self.cfg, self.train_engine = cfg, train_engine
+
+    def sync_weights(self) -> None:
+        for _ in self.train_engine.full_weights():
+            pass
+
+    def generate(self, *args: Any, **kwargs: Any):
+        raise TrainingError("this rank does not generate: its model-parallel group's first "
+                            "rank holds the rollout model and shares the samples")
+
+    def close(self) -> None:
+        pass
 
 
 def rollout_copy(cfg: RecipeConfig, device: torch.device,

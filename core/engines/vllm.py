@@ -216,6 +216,7 @@ class VLLMRolloutEngine:
         hf_dir = cfg.model.tokenizer or cfg.model.path
         hf = AutoConfig.from_pretrained(hf_dir, trust_remote_code=cfg.model.trust_remote_code)
         check_model(cfg, hf, ModelRegistry.get_supported_archs())
+        self.tied = bool(getattr(hf, "tie_word_embeddings", False))
         try:
             self.llm = LLM(**llm_kwargs(cfg, self.device, hf))
         except Exception as exc:  # noqa: BLE001 - vLLM's own refusal, reported by name
@@ -272,7 +273,7 @@ class VLLMRolloutEngine:
         sent = 0
         try:
             self.llm.collective_rpc("r1zero_sync_begin", args=(self.path,))
-            named = checkpoint_format(self.train_engine.full_weights())
+            named = checkpoint_format(self.train_engine.full_weights(), self.tied)
             for meta, payload in buckets(named, limit, dtype,
                                          whole_layers=self.path == "reload_weights"):
                 self.llm.collective_rpc("r1zero_sync_load", args=(meta, payload))

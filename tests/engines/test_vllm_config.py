@@ -160,3 +160,20 @@ def test_fused_experts_travel_under_checkpoint_names():
     assert out["m.layers.0.mlp.experts.1.gate_proj.weight"].tolist() == [[12, 13, 14], [15, 16, 17]]
     assert out["m.layers.0.mlp.experts.1.up_proj.weight"][0].tolist() == [18, 19, 20]
     assert torch.equal(out["m.layers.0.mlp.experts.1.down_proj.weight"], down[1])
+
+
+def test_checkpoint_format_sends_the_tied_head_right_after_the_embedding():
+    """megatron yields no lm_head.weight for a tied model; vLLM's layerwise reload would put
+    the untouched tied head back as it was (the old embedding): the head follows the embedding
+    once, and an engine's own later lm_head.weight is dropped."""
+    from r1zero.engines.vllm_sync import checkpoint_format
+
+    e, n = torch.ones(3, 2), torch.zeros(2)
+    megatron = [("model.embed_tokens.weight", e), ("model.norm.weight", n)]
+    assert [k for k, _ in checkpoint_format(megatron, tied=True)] == \
+        ["model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"]
+    fsdp = megatron + [("lm_head.weight", e)]
+    out = list(checkpoint_format(fsdp, tied=True))
+    assert [k for k, _ in out] == ["model.embed_tokens.weight", "lm_head.weight",
+                                   "model.norm.weight"] and out[1][1] is e
+    assert [k for k, _ in checkpoint_format(fsdp)] == [k for k, _ in fsdp]   # untied: as given
