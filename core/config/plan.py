@@ -162,6 +162,10 @@ def _rollout(checks: _Checks, cfg: RecipeConfig, world: int, n_experts: int | No
     out["instances"] = instances
     if instances is not None:
         out["expert_groups"] = checks.run(L.rollout_expert_groups, instances, r.expert_parallel)
+        # each instance generates a contiguous slice of the step's prompts (trainer.dist)
+        gbs = cfg.actor.global_batch_size
+        out["prompts_per_instance"] = -(-gbs // instances)
+        out["sequences_per_instance"] = out["prompts_per_instance"] * r.n_samples_per_prompt
     if n_experts and r.expert_parallel > 1:    # without EP each instance holds every expert
         out["experts_per_rank"] = checks.run(L.experts_per_rank, n_experts,
                                              r.expert_parallel * r.tensor_parallel, "rollout")
@@ -246,6 +250,7 @@ def _memory(checks: _Checks, cfg: RecipeConfig, arch: dict, engine: str, stages:
                         f"die of stage {out['peak_stage']} exceeds the {device_memory / GIB:.1f} "
                         f"GiB of one device")
         budget = r.gpu_memory_utilization * device_memory
+        out["rollout_kv_budget_bytes"] = max(0, int(budget - rollout_weights))
         if rollout_weights > budget:
             checks.fail("rollout", f"rollout weights {rollout_weights / GIB:.1f} GiB per die "
                         f"exceed gpu_memory_utilization {r.gpu_memory_utilization} x "
@@ -271,7 +276,9 @@ def render(plan: Plan) -> str:
              f"{a.get('experts_per_rank', '-')}; {a.get('prompts_per_rank')} prompts = "
              f"{a.get('sequences_per_rank')} sequences per dp rank",
              f"rollout tp {r['tp']} x pp {r['pp']} -> {r['instances']} instances; ep {r['ep']} -> "
-             f"{r.get('expert_groups')} expert groups; experts per rank {r.get('experts_per_rank', 'all')}"]
+             f"{r.get('expert_groups')} expert groups; experts per rank {r.get('experts_per_rank', 'all')}",
+             f"        {r['tp'] * r['pp']} dies per instance; {r.get('prompts_per_instance')} prompts "
+             f"= {r.get('sequences_per_instance')} sequences per instance"]
     if m.get("estimated"):
         lines.append(f"memory  {m['total_params'] / 1e9:.2f} B parameters; per die (stage: params "
                      f"+ grads + optimizer + activations = peak), sequence {m['sequence_length']}:")
@@ -281,7 +288,10 @@ def render(plan: Plan) -> str:
                          f"{gib(b['peak_bytes'])}")
         lines.append(f"        peak {gib(m['peak_bytes'])} (stage {m['peak_stage']}); rollout "
                      f"weights {gib(m['rollout_weight_bytes'])} per die; train state kept during "
-                     f"rollout {gib(m['train_resident_during_rollout_bytes'])}")
+                     f"rollout {gib(m['train_resident_during_rollout_bytes'])}"
+                     + (f"; KV cache budget {gib(m['rollout_kv_budget_bytes'])} per die "
+                        "(gpu_memory_utilization x die - rollout weights)"
+                        if "rollout_kv_budget_bytes" in m else ""))
     else:
         lines.append(f"memory  not estimated: {m.get('why')}")
     if "routes" in m:

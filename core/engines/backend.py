@@ -129,14 +129,14 @@ class Backend:
                             stops: Sequence[Sequence[int]], generates: bool = True) -> Any:
         """The generator. ``stops``: what ends a sample, each as token ids -- EOS and the
         template's stop words (a word may be several tokens). ``generates`` False (a
-        model-parallel rank that gets its samples from its group's first rank): a
+        rollout instance's rank other than its first: it gets its samples from the instances): a
         ``WeightRelay``, which holds no rollout model and only takes its part in the
         collective weight gather."""
         cls = self.rollout_engine_class(cfg)       # validates rollout.engine on every rank
         if not generates:
             from r1zero.engines.rollout import WeightRelay
 
-            return WeightRelay(cfg, train_engine)
+            return WeightRelay(cfg, train_engine, getattr(cls, "synced_at_build", False))
         return cls(cfg, train_engine, tokenizer, stops)
 
     def refuse_unimplemented(self, cfg: RecipeConfig, world: int = 1) -> None:

@@ -25,8 +25,13 @@ class SamplerRolloutEngine:
     log-prob (``SampleOutput.logprobs``), so it implements ``algorithm.rollout_correction``."""
 
     name = "sampler"
+    # rollout.tensor_parallel / pipeline_parallel: the size of a rollout instance in ranks
+    # (trainer.dist.lay_out_instances); the sampler does not shard, it generates on the
+    # instance's first rank
     implements = frozenset({"rollout.min_p", "rollout.dtype", "algorithm.rollout_correction",
-                            "algorithm.routing_replay"})
+                            "algorithm.routing_replay", "rollout.tensor_parallel",
+                            "rollout.pipeline_parallel"})
+    synced_at_build = True      # __init__ syncs a copy (a collective on sharded engines)
 
     def __init__(self, cfg: RecipeConfig, train_engine: Any, tokenizer: Any,
                  stops: Sequence[Sequence[int]]):
@@ -78,17 +83,22 @@ class SamplerRolloutEngine:
 
 
 class WeightRelay:
-    """The rollout side of a rank that does not generate (a model-parallel rank other than its
-    group's ``mp_src``): it holds no rollout model. Gathering the actor's full weights is
-    collective across the model-parallel group (``full_weights()`` of the megatron and fsdp
+    """The rollout side of a rank that does not generate (a rollout instance's rank other than
+    its first, ``trainer.dist.DataParallel.generates``): it holds no rollout model. Gathering
+    the actor's full weights is collective (``full_weights()`` of the megatron and fsdp
     engines), so ``sync_weights`` takes this rank's part in the gather -- iterating it, one
     tensor at a time, dropping each -- while the generating rank loads them."""
 
     name = "relay"
     implements = frozenset()
 
-    def __init__(self, cfg: RecipeConfig, train_engine: Any):
+    def __init__(self, cfg: RecipeConfig, train_engine: Any, synced_at_build: bool = False):
+        """``synced_at_build``: the generating ranks' engine syncs in its constructor (the
+        sampler), so this rank takes its part in that gather now too."""
         self.cfg, self.train_engine = cfg, train_engine
+        self.synced_at_build = synced_at_build
+        if synced_at_build:
+            self.sync_weights()
 
     def sync_weights(self) -> None:
         for _ in self.train_engine.full_weights():

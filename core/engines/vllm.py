@@ -186,6 +186,7 @@ class VLLMRolloutEngine:
     """
 
     name = "vllm"
+    synced_at_build = False     # the first sync is in generate (or the trainer's, with ranks)
     implements = frozenset({
         "rollout.min_p", "rollout.tensor_parallel", "rollout.pipeline_parallel",
         "rollout.expert_parallel", "rollout.max_num_seqs", "rollout.max_model_len",

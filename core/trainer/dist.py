@@ -2,8 +2,10 @@
 
 Every rank is a whole integrated worker (rollout, reference and actor on one device, as
 MindSpeed-RL's ``use_integrated_worker``). Each step all ranks draw the same global batch of
-prompts and keep their share (``shard_prompts``); rollout, scoring and advantages stay local,
-since a GRPO group never spans ranks. The optimizer step equals the single-process one:
+prompts; the rollout instances (``rollout.tensor_parallel`` x ``pipeline_parallel`` ranks each,
+generating on their first rank) generate and score contiguous slices of it, gathered on every
+rank, and each rank keeps its share (``shard_prompts``); advantages stay local, since a GRPO
+group never spans ranks. The optimizer step equals the single-process one:
 
     loss = sum_k share_k * loss_k,   share_k = tokens_k / tokens(global mini-batch)
 
@@ -18,13 +20,20 @@ from __future__ import annotations
 
 import datetime
 import logging
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.distributed as tdist
+from r1zero.config.layout import rollout_instances
 
 
 log = logging.getLogger(__name__)
+
+
+def instance_slice(n: int, k: int, count: int) -> tuple[int, int]:
+    """[lo, hi) of instance ``k``'s rows among ``n``, split into ``count`` contiguous near-equal
+    slices: n 5, count 2 -> (0, 2), (2, 5)."""
+    return k * n // count, (k + 1) * n // count
 
 
 def shard_prompts(ids: Sequence[int], mini: int, rank: int, world: int) -> list[int]:
@@ -96,6 +105,7 @@ class DataParallel:
         self.leaders = list(range(0, world, tp))   # one rank per data-parallel rank
         self.mp_group: Any = None            # ranks that share one replica's data (megatron)
         self.mp_src = rank
+        self.instance_size = 1               # ranks per rollout instance (lay_out_instances)
 
     def adopt(self, layout: dict[str, Any]) -> None:
         """Take a model-parallel engine's data layout (``MegatronTrainEngine.data_parallel``):
@@ -106,19 +116,41 @@ class DataParallel:
                                                      layout["mp_src"])
         self.leaders = sorted(set(self.gather(self.mp_src)))
 
+    def lay_out_instances(self, tp: int, pp: int) -> None:
+        """Rollout instances of tp x pp ranks (rollout.tensor_parallel, pipeline_parallel):
+        world / (tp x pp) of them (``config.layout.rollout_instances``, which refuses an uneven
+        split), instance k generating on its first rank, k x tp x pp."""
+        rollout_instances(self.world, tp, pp)
+        self.instance_size = tp * pp
+
     @property
     def generates(self) -> bool:
-        """Whether this rank generates and scores its samples (else it gets them from
-        ``mp_src`` through ``share_samples``)."""
-        return self.mp_group is None or self.rank == self.mp_src
+        """Whether this rank is a rollout instance's generating rank (the others hold no
+        rollout model)."""
+        return self.rank % self.instance_size == 0
 
-    def share_samples(self, obj: Any) -> Any:
-        """``mp_src``'s ``obj`` on every rank of its model-parallel group."""
-        if self.mp_group is None or tdist.get_world_size(self.mp_group) == 1:
-            return obj
-        box = [obj]
-        tdist.broadcast_object_list(box, src=self.mp_src, group=self.mp_group)
-        return box[0]
+    def instance_samples(self, rows: Sequence[Any], make: Callable[[list], Any],
+                         mini: int) -> Any:
+        """The rollout instances generate the step's ``rows`` (every rank holds the same list),
+        instance k its k-th contiguous slice (``make(slice)`` -> ``Samples``); the slices are
+        gathered on every rank, and each keeps its data-parallel share (``shard`` of the row
+        positions). Samples are seeded per (seed, step, prompt), so they do not depend on
+        which instance drew them."""
+        count, k = self.world // self.instance_size, self.rank // self.instance_size
+        lo, hi = instance_slice(len(rows), k, count)
+        mine = make(list(rows[lo:hi])) if self.generates and hi > lo else None
+        parts: list[Any] = [None] * self.world
+        tdist.all_gather_object(parts, mine)
+        full = None
+        for part in parts:
+            if part is None:
+                continue
+            if full is None:
+                full = part
+            else:
+                full.extend(part)
+        return full.keep(self.shard(list(range(len(rows))), mini))
+
 
     @classmethod
     def init(cls, rank: int, world: int, collective: str, master: tuple[str, int],

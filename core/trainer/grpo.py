@@ -73,12 +73,14 @@ class GRPOTrainer(PolicyUpdate):
             cfg, self.tokenizer, **({"dist": dist} if dist is not None else {}))
         if dist is not None and hasattr(self.engine, "data_parallel"):
             dist.adopt(self.engine.data_parallel())     # megatron's tp x pp x dp layout
+        if dist is not None:
+            dist.lay_out_instances(cfg.rollout.tensor_parallel, cfg.rollout.pipeline_parallel)
         self.rollout = self.backend.make_rollout_engine(
             cfg, self.engine, self.tokenizer, stop_sequences(self.tokenizer, run.template),
             generates=dist is None or dist.generates)
-        if dist is not None and dist.mp_group is not None:
+        if dist is not None and not getattr(self.rollout, "synced_at_build", False):
             # gathering the actor's weights is collective: sync on every rank now, not lazily
-            # inside generate, which only the group's first rank calls (share_samples)
+            # inside generate, which only the instances' generating ranks call
             self.rollout.sync_weights()
         self.scoring = ScoringPool(run.scorers, workers=cfg.scoring.workers,
                                    timeout_s=cfg.scoring.timeout_s)
@@ -182,20 +184,18 @@ class GRPOTrainer(PolicyUpdate):
         return m
 
     def _draw(self) -> list:
-        """The next global batch of prompts (this rank's share of it)."""
-        cfg = self.cfg
-        ids = self.order.take(cfg.actor.global_batch_size)
-        if self.dist is not None:       # this rank's share; a GRPO group never spans ranks
-            ids = self.dist.shard(ids, cfg.actor.mini_batch_size or cfg.actor.global_batch_size)
-        return [self.prompts[i] for i in ids]
+        """The next global batch of prompts (the same on every rank)."""
+        return [self.prompts[i] for i in self.order.take(self.cfg.actor.global_batch_size)]
 
     def _generate(self, rows: list) -> Samples:
-        """Rollout and scoring of ``rows``: n samples per prompt, each with its reward. The
-        ranks of one model-parallel group train on the same samples: one generates them."""
-        if self.dist is not None and not self.dist.generates:
-            return self.dist.share_samples(None)
-        samples = self._rollout_and_score(rows)
-        return self.dist.share_samples(samples) if self.dist is not None else samples
+        """Rollout and scoring of ``rows``: n samples per prompt, each with its reward. With
+        several ranks the rollout instances generate slices of ``rows`` and each rank keeps its
+        data-parallel share (a GRPO group never spans ranks)."""
+        if self.dist is None:
+            return self._rollout_and_score(rows)
+        cfg = self.cfg
+        return self.dist.instance_samples(rows, self._rollout_and_score,
+                                          cfg.actor.mini_batch_size or cfg.actor.global_batch_size)
 
     def _rollout_and_score(self, rows: list) -> Samples:
         with self._timer("rollout"):

@@ -23,13 +23,19 @@ def test_plan_of_the_seed_recipe():
                           "layers_per_stage": [9, 10, 10, 10, 11, 11], "expert_ranks": 64,
                           "experts_per_rank": 4, "prompts_per_rank": 24,
                           "sequences_per_rank": 768}
+    # 384 prompts over 192 instances of 2 dies: 2 prompts x 32 samples each
     assert plan.rollout == {"tp": 2, "pp": 1, "ep": 64, "instances": 192, "expert_groups": 3,
-                            "experts_per_rank": 2}
+                            "experts_per_rank": 2, "prompts_per_instance": 2,
+                            "sequences_per_instance": 64}
     m = plan.memory
     assert round(m["total_params"] / 1e9) == 671                      # DeepSeek-V3's 671 B
     # swap_optimizer: 1/16 of the Adam state on the die during the step, so the first stages'
     # 1F1B activations decide the peak (19.3 GiB at stage 1; 40.0 GiB at stage 5 unswapped)
     assert m["peak_stage"] == 1 and 15 * GIB < m["peak_bytes"] < 25 * GIB
+    # the per-die weight share: the dense part / tp 2, the routed experts / (tp 2 x ep 64);
+    # vLLM's KV cache gets 0.75 x 64 GiB = 48 GiB minus that share (25.5 GiB) = 22.5 GiB
+    assert round(m["rollout_weight_bytes"] / GIB, 1) == 25.5
+    assert m["rollout_kv_budget_bytes"] == int(0.75 * A3 - m["rollout_weight_bytes"])
 
 
 def test_plan_of_mindspeed_rls_current_671b_layout():
@@ -93,7 +99,8 @@ def test_plan_command_prints_the_384_die_layout(capsys):
     out = capsys.readouterr().out
     assert "backend ascend_a3: 384 devices, 64.0 GiB each" in out
     assert "dp 16 x tp 4 x pp 6; ep 16 (x tp: moe_tp_extend_ep) -> 64 expert ranks" in out
-    assert "192 instances" in out and "every layout check passes" in out
+    assert "192 instances" in out and "2 prompts = 64 sequences per instance" in out
+    assert "KV cache budget 22.5 GiB per die" in out and "every layout check passes" in out
     assert main(["plan", str(RECIPE), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["actor"]["experts_per_rank"] == 4
 

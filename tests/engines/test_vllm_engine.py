@@ -162,7 +162,8 @@ def test_a_sync_failing_half_way_is_an_error_naming_it(dense):
             yield (name, t[:1] if i == 5 else t)       # the 6th tensor has the wrong shape
     actor.full_weights = broken
     try:
-        with pytest.raises(TrainingError, match="vLLM weight sync failed after 5 tensors"):
+        # sent: the embedding, the tied head (sent right after it), then 4 more
+        with pytest.raises(TrainingError, match="vLLM weight sync failed after 6 tensors"):
             rollout.sync_weights(limit_bytes=1)        # one tensor per bucket
     finally:
         actor.full_weights = good

@@ -30,6 +30,22 @@ def test_shard_prompts_takes_each_ranks_piece_of_every_mini_batch():
     assert unshard_prompts([shard_prompts(ids, 4, r, 2) for r in (0, 1)], 4) == ids
 
 
+def test_rollout_instances_take_contiguous_slices_and_refuse_an_uneven_world():
+    from r1zero.host.errors import ConfigError
+    from r1zero.trainer.dist import DataParallel, instance_slice
+
+    assert [instance_slice(5, k, 2) for k in (0, 1)] == [(0, 2), (2, 5)]
+    assert [instance_slice(4, k, 1) for k in (0,)] == [(0, 4)]
+    assert [instance_slice(1, k, 2) for k in (0, 1)] == [(0, 0), (0, 1)]   # one idle instance
+    four = [DataParallel(r, 4) for r in range(4)]
+    for d in four:
+        d.lay_out_instances(2, 1)
+    assert [d.generates for d in four] == [True, False, True, False]
+    with pytest.raises(ConfigError, match="tensor_parallel 3 x pipeline_parallel 1 = 3 does not "
+                                          "divide the 4 devices"):
+        four[0].lay_out_instances(3, 1)
+
+
 def test_merge_records_concatenates_in_rank_order_and_adds_counts():
     a = {"ids": ["p0"], "rewards": [1.0, 0.0], "components": {"x/format": [1.0, 1.0]},
          "counts": {"reward/errors": 1}}
@@ -193,6 +209,20 @@ def test_sharded_two_rank_run_equals_one_rank_and_resumes_at_either_world_size(
     assert _strip(resumed[0]) == pytest.approx(_strip(single[2]), rel=1e-4, abs=1e-4)
     assert resumed[0]["data/ids"] == single[2]["data/ids"]
     assert (tmp_path / "ckpt" / "step_000003" / "meta.json").exists()
+    # rollout instances: the 2-rank run above has 2 (rollout.tensor_parallel 1: each rank
+    # generates half of the step's prompts); with rollout.tensor_parallel 2 one instance (rank
+    # 0) generates them all and rank 1 holds no rollout model: the same samples and metrics
+    sections = {**SECTIONS, "rollout": {**SECTIONS["rollout"], "tensor_parallel": 2}}
+    path = write_recipe(tmp_path / "i1.yaml", _dp_recipe(tiny_setup, tmp_path / "i1", **sections))
+    assert cmd_train(argparse.Namespace(config=str(path), overrides=[], resume=False)) == 0
+    one_instance = read_metrics(tmp_path / "i1" / "logs" / "metrics.jsonl")
+    print("1 rollout instance vs 2 at 2 ranks, worst per-step metric difference:",
+          _worst(one_instance, recs))
+    assert [r["step"] for r in one_instance] == [1, 2, 3]
+    for one, two in zip(one_instance, recs):
+        assert one["data/ids"] == two["data/ids"]
+        assert one["response_length/mean"] == two["response_length/mean"]   # the same samples
+        assert _strip(one) == pytest.approx(_strip(two), rel=1e-4, abs=1e-4), one["step"]
 
 
 def _single_run(setup, run_dir, resume: bool = False) -> list[dict]:
