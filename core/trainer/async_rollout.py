@@ -300,6 +300,7 @@ class RolloutFeed:
             return
         with self.cond:
             self.closing = True
+            self.cond.notify_all()      # a worker waiting on its staleness bound stops too
         self.loop.result()
         self.loop = None
         try:
