@@ -109,6 +109,24 @@ def test_async_partial_bounded_staleness_and_resume_loses_no_prompt(tiny_setup, 
     assert len(ids) == len(set(ids)) == 5 * 2
 
 
+def test_async_validates_every_step_while_its_worker_runs_ahead(tiny_setup, tmp_path):
+    """Validation uses the rollout engine: the worker pauses around it (``quiet``), also when
+    it waits on its staleness bound, and resumes after (max_staleness 2: it runs ahead)."""
+    import json
+
+    from r1zero.demo.arith import demo_records
+
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text("".join(json.dumps(r) + "\n" for r in demo_records(3, seed=99)))
+    hist = _run(tiny_setup, tmp_path / "v", rollout={"mode": "async", "max_staleness": 2},
+                backend=TWO, data={"val_input": str(held_out)}, logging={"val_interval": 1},
+                actor={"train_iters": 3})
+    assert all("val/accuracy" in r for r in hist)
+    assert all(r["rollout/staleness_max"] <= 2 for r in hist)
+    ids = [i for r in hist for i in r["data/ids"]]
+    assert len(ids) == len(set(ids)) == 3 * 2
+
+
 def test_partial_continuation_equals_one_uninterrupted_generation(tiny_setup):
     """Interrupted after 3 tokens and continued from prompt + tokens with the rest of the
     uniforms, on the same weights, a sample is the one generated in one go."""
