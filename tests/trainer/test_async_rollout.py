@@ -177,7 +177,7 @@ def test_one_step_off_with_vllm_engine_core_in_its_own_process(tiny_setup, tmp_p
     tok.save_pretrained(model)
     hist = _run({**tiny_setup, "model": model}, tmp_path / "run",
                 rollout={"engine": "vllm", "max_num_seqs": 16, **OFF}, backend=TWO,
-                actor={"train_iters": 3})
+                actor={"train_iters": 3}, data={"output": str(tmp_path / "prep")})
     assert [r["rollout/staleness_max"] for r in hist] == [0, 1, 1]
     assert all(r["response_length/mean"] > 0 for r in hist)
     ids = [i for r in hist for i in r["data/ids"]]
