@@ -7,6 +7,7 @@ trainer tests.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -69,3 +70,13 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> str
     for frag in fragments:
         assert frag in line[-1], (frag, line[-1])
     return line[-1]
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    """A private copy of the trained run: (config dict pointing at it, its checkpoint dir)."""
+    cfg, src = trained
+    shutil.copytree(src / "ckpt", tmp_path / "ckpt")
+    cfg = {**cfg, "checkpoint": {**cfg["checkpoint"], "dir": str(tmp_path / "ckpt")},
+           "logging": {**cfg["logging"], "dir": str(tmp_path / "logs")}}
+    return cfg, tmp_path / "ckpt"

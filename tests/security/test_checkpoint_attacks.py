@@ -8,42 +8,22 @@ import logging
 import os
 import pickle
 import random
-import shutil
 
 import numpy as np
 import pytest
 import torch
-
 from r1zero.config.load import load_config
 from r1zero.host.errors import CheckpointError
 from r1zero.trainer import checkpoint
 from r1zero.trainer.grpo import GRPOTrainer
+
 from tests.security.conftest import assert_user_error, dead_pid, main_, write_recipe
-
-
-class _Payload:
-    """Pickles to a call of ``os.system``: what a crafted ``trainer_state.pt`` would hold."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-@pytest.fixture
-def run(trained, tmp_path):
-    """A private copy of the trained run: (config dict pointing at it, its checkpoint dir)."""
-    cfg, src = trained
-    shutil.copytree(src / "ckpt", tmp_path / "ckpt")
-    cfg = {**cfg, "checkpoint": {**cfg["checkpoint"], "dir": str(tmp_path / "ckpt")},
-           "logging": {**cfg["logging"], "dir": str(tmp_path / "logs")}}
-    return cfg, tmp_path / "ckpt"
+from tests.security.payload import Payload
 
 
 def _plant_payload(step_dir, marker):
     state = torch.load(step_dir / "trainer_state.pt", weights_only=True)
-    state["data"] = _Payload(marker)
+    state["data"] = Payload(marker)
     torch.save(state, step_dir / "trainer_state.pt")
 
 
@@ -60,7 +40,7 @@ def test_malicious_optimizer_metadata_never_executes(run, tmp_path):
     _, ckpt = run
     marker = tmp_path / "pwned"
     meta = ckpt / "step_000002" / "optim" / ".metadata"
-    meta.write_bytes(pickle.dumps(_Payload(marker)))
+    meta.write_bytes(pickle.dumps(Payload(marker)))
     with pytest.raises(CheckpointError, match="never unpickles") as err:
         checkpoint.read(ckpt / "step_000002")
     assert ".metadata" in str(err.value)

@@ -10,36 +10,19 @@ shard, or a storage entry pointing at ``/dev/zero`` with a huge length, crashed 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import shutil
 
 import pytest
 import torch
-
 from r1zero.config.load import load_config
 from r1zero.host.errors import CheckpointError
 from r1zero.trainer import checkpoint
 from r1zero.trainer.grpo import GRPOTrainer
+
 from tests.security.conftest import trained  # noqa: F401 - fixture
+from tests.security.payload import Payload
 from tests.trainer.conftest import tiny_setup  # noqa: F401 - fixture
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-@pytest.fixture
-def run(trained, tmp_path):  # noqa: F811 - the imported fixture
-    cfg, src = trained
-    shutil.copytree(src / "ckpt", tmp_path / "ckpt")
-    cfg = {**cfg, "checkpoint": {**cfg["checkpoint"], "dir": str(tmp_path / "ckpt")},
-           "logging": {**cfg["logging"], "dir": str(tmp_path / "logs")}}
-    return cfg, tmp_path / "ckpt"
 
 
 def rewrite_optim(step_dir, mutate, tmp_path):
@@ -57,7 +40,7 @@ def rewrite_optim(step_dir, mutate, tmp_path):
 
 
 def plant(state, marker):
-    state["optim"]["param_groups"][0]["lr"] = _Payload(marker)
+    state["optim"]["param_groups"][0]["lr"] = Payload(marker)
 
 
 def test_a_payload_in_the_optimizer_param_groups_never_runs(run, tmp_path):

@@ -12,18 +12,11 @@ import shutil
 from pathlib import Path
 
 import torch
-
 from r1zero.config.load import load_config
+
 from tests.engines.test_fsdp import SECTIONS, _free_port, _Tok
+from tests.security.payload import Payload
 from tests.trainer.conftest import recipe, tiny_setup  # noqa: F401 - fixture
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def _plant(optim: Path, marker: str, scratch: Path) -> None:
@@ -33,14 +26,13 @@ def _plant(optim: Path, marker: str, scratch: Path) -> None:
 
     dcp_to_torch_save(str(optim), str(scratch))
     state = torch.load(scratch, weights_only=False)
-    state["optim"]["param_groups"][0]["lr"] = _Payload(marker)
+    state["optim"]["param_groups"][0]["lr"] = Payload(marker)
     shutil.rmtree(optim)
     dcp.save(state, checkpoint_id=str(optim), no_dist=True)
 
 
 def _rank(rank: int, world: int, port: int, base: dict, out: str) -> None:
     import torch.distributed as tdist
-
     from r1zero.engines.fsdp import FSDPTrainEngine
     from r1zero.engines.state import load_engine_state, save_engine_state
     from r1zero.host.errors import CheckpointError

@@ -18,14 +18,7 @@ import torch
 pytest.importorskip("megatron.core")
 
 from tests.megatron.workers import join, spawn  # noqa: E402
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
+from tests.security.payload import Payload
 
 
 def _state(rank, world, value):
@@ -39,7 +32,6 @@ def _state(rank, world, value):
 
 def _save_then_load(rank, world, port, out, marker):
     from megatron.core import dist_checkpointing
-
     from r1zero.engines.megatron.state import safe_strategy
     from r1zero.engines.state_io import check_dcp, dcp_errors
     from r1zero.host.errors import CheckpointError
@@ -49,7 +41,7 @@ def _save_then_load(rank, world, port, out, marker):
     if rank == 0:
         os.makedirs(ckpt)
     torch.distributed.barrier()
-    dist_checkpointing.save(_state(rank, world, _Payload(f"{marker}.rank{rank}")), ckpt)
+    dist_checkpointing.save(_state(rank, world, Payload(f"{marker}.rank{rank}")), ckpt)
     torch.distributed.barrier()
     result = {}
     try:
