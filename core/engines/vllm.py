@@ -53,8 +53,10 @@ def llm_kwargs(cfg: RecipeConfig, device: str = "cuda", hf_config: Any = None) -
     ``hf_config`` (vLLM CPU otherwise takes gpu_memory_utilization of the machine's memory), and
     chunked prefill is off: a seeded request whose prefill is split discards a sampled token
     and rewinds its generator with ``set_offset``, which CPU generators lack ("CPU Generator
-    does not use offset", vLLM 0.32 gpu_model_runner); whole prefills never rewind. Sleep mode
-    exists only on GPUs/NPUs, so it is asked for there only.
+    does not use offset", vLLM 0.32 gpu_model_runner); whole prefills never rewind. Several workers
+    (tp x pp > 1) run as vLLM's own processes ("mp"): inside a Ray worker vLLM would otherwise
+    choose its Ray executor, which vLLM CPU does not support. Sleep mode exists only on
+    GPUs/NPUs, so it is asked for there only.
     """
     r, m = cfg.rollout, cfg.model
     hf_dir = m.tokenizer or m.path
@@ -82,6 +84,10 @@ def llm_kwargs(cfg: RecipeConfig, device: str = "cuda", hf_config: Any = None) -
         kw["enable_expert_parallel"] = True
     if device == "cpu":
         kw["enable_chunked_prefill"] = False
+        if r.tensor_parallel * r.pipeline_parallel > 1:
+            # inside a Ray worker vLLM would pick its Ray executor, which vLLM CPU refuses
+            # ("current platform cpu does not support ray"): its own worker processes
+            kw["distributed_executor_backend"] = "mp"
         kw["max_num_batched_tokens"] = max(kw.get("max_num_batched_tokens", 0), max_len,
                                            r.max_num_seqs)
         if hf_config is not None:

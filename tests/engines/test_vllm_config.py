@@ -89,6 +89,11 @@ def test_llm_kwargs_on_cpu_size_the_kv_cache_and_keep_prefills_whole():
     sleepy = load_config(None, ["model.path=/m/qwen", "rollout.sleep_level=2"])
     assert llm_kwargs(sleepy, "cuda")["enable_sleep_mode"] is True
     assert "enable_sleep_mode" not in llm_kwargs(sleepy, "cpu", hf)
+    # several CPU workers: vLLM's own processes, never its Ray executor (refused on CPU)
+    assert "distributed_executor_backend" not in kw
+    tp2 = load_config(None, ["model.path=/m", "rollout.tensor_parallel=2"])
+    assert llm_kwargs(tp2, "cpu", hf)["distributed_executor_backend"] == "mp"
+    assert "distributed_executor_backend" not in llm_kwargs(tp2, "cuda", hf)
 
 
 def test_reload_path_follows_what_vllm_offers():
