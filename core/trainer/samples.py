@@ -67,14 +67,13 @@ class Samples:
         self.response_ids.extend(other.response_ids)
         self.finished.extend(other.finished)
         self.rewards.extend(other.rewards)
-        self.logprobs.extend(other.logprobs)
-        self.versions.extend(other.versions)
         for k, v in other.components.items():
             self.components.setdefault(k, []).extend(v)
         for k, v in other.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
         self.logprobs = _joined(self.logprobs, other.logprobs)
         self.routes = _joined(self.routes, other.routes)
+        self.versions = _joined(self.versions, other.versions)
 
     def keep(self, groups: Iterable[int]) -> "Samples":
         """Only the samples of ``groups`` (in their order here), groups renumbered 0.."""
