@@ -13,12 +13,14 @@ On CUDA and Ascend the same calls run with the device's memory settings: unverif
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING, Any, Sequence
 
 from r1zero.engines.sampler import SampleOutput
 from r1zero.engines.vllm_sync import buckets, checkpoint_format, sync_path, vllm_offers
 from r1zero.host.errors import BackendUnavailable, ConfigError, TrainingError
+
 # mixed into every vLLM worker: r1zero's weight-sync methods (engines/vllm_sync.py)
 WORKER_EXTENSION = "r1zero.engines.vllm_sync.WeightSyncExtension"
 
@@ -260,9 +262,19 @@ class VLLMRolloutEngine:
                  seeds: Sequence[int] | None = None) -> SampleOutput:
         """n samples per prompt, each prompt seeded by its own ``seeds`` entry (else drawn
         from ``generator``); ``logprobs`` are vLLM's, after temperature."""
-        self.wake()
         if not self._synced:        # vLLM started from dummy weights
             self.sync_weights()
+        # colocated phases: the actor's training state leaves the device (rollout.offload_train_*)
+        # while vLLM is awake and generating, and comes back once it sleeps again
+        phase = getattr(self.train_engine, "rollout_phase", contextlib.nullcontext)
+        with phase():
+            self.wake()
+            out = self._generate(prompt_ids, n, generator, seeds)
+            self.sleep()
+        return out
+
+    def _generate(self, prompt_ids: Sequence[Sequence[int]], n: int, generator: Any,
+                  seeds: Sequence[int] | None) -> SampleOutput:
         if seeds is None:
             seeds = request_seeds(generator, len(prompt_ids)) or [None] * len(prompt_ids)
         seeds = [None if s is None else int(s) % (2 ** 31 - 1) for s in seeds]
@@ -274,7 +286,6 @@ class VLLMRolloutEngine:
         index, responses, finished = flatten_outputs(per_prompt)
         logprobs = [[d[t].logprob for d, t in zip(c.logprobs or [], c.token_ids)]
                     for o in outs for c in o.outputs]
-        self.sleep()
         return SampleOutput(prompt_index=index, response_ids=responses, finished=finished,
                             logprobs=logprobs)
 

@@ -167,3 +167,33 @@ def test_a_sync_failing_half_way_is_an_error_naming_it(dense):
             rollout.sync_weights(limit_bytes=1)        # one tensor per bucket
     finally:
         actor.full_weights = good
+
+
+def test_generation_runs_inside_the_actors_rollout_phase(dense):
+    """Colocated phases: rollout.offload_train_* act through the train engine's rollout_phase,
+    which must be entered before vLLM wakes and left after it sleeps again."""
+    import contextlib
+
+    import attrs
+
+    cfg, actor, rollout = dense
+    seen = []
+    own = actor.rollout_phase
+
+    @contextlib.contextmanager
+    def phase():
+        with own():
+            seen.append(("enter", rollout.asleep))
+            yield
+            seen.append(("leave", rollout.asleep))
+
+    rollout.cfg = attrs.evolve(cfg, rollout=attrs.evolve(cfg.rollout, sleep_level=1))
+    actor.rollout_phase = phase
+    try:
+        rollout.sleep()                                   # as after the previous generation
+        rollout.generate([SEQS[0][:PROMPT]], 2, seeds=[5])
+    finally:
+        del actor.rollout_phase
+        rollout.cfg = cfg
+        rollout.wake()
+    assert seen == [("enter", True), ("leave", True)]    # woken inside, asleep again before leaving
