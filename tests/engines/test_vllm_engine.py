@@ -151,24 +151,6 @@ def test_sleep_level_2_weights_pushed_while_asleep_are_there_after_wake(dense):
     assert max_diff(now, before) > 1e-3
 
 
-def test_a_sync_failing_half_way_is_an_error_naming_it(dense):
-    from r1zero.host.errors import TrainingError
-
-    cfg, actor, rollout = dense
-    good = actor.full_weights
-
-    def broken():
-        for i, (name, t) in enumerate(good()):
-            yield (name, t[:1] if i == 5 else t)       # the 6th tensor has the wrong shape
-    actor.full_weights = broken
-    try:
-        # sent: the embedding, the tied head (sent right after it), then 4 more
-        with pytest.raises(TrainingError, match="vLLM weight sync failed after 6 tensors"):
-            rollout.sync_weights(limit_bytes=1)        # one tensor per bucket
-    finally:
-        actor.full_weights = good
-
-
 def test_generation_runs_inside_the_actors_rollout_phase(dense):
     """Colocated phases: rollout.offload_train_* act through the train engine's rollout_phase,
     which must be entered before vLLM wakes and left after it sleeps again."""
@@ -197,3 +179,23 @@ def test_generation_runs_inside_the_actors_rollout_phase(dense):
         rollout.cfg = cfg
         rollout.wake()
     assert seen == [("enter", True), ("leave", True)]    # woken inside, asleep again before leaving
+
+
+def test_a_sync_failing_half_way_is_an_error_naming_it(dense):
+    # last in this module: it leaves the shared engine half-updated, as a failed run would
+    from r1zero.host.errors import TrainingError
+
+    cfg, actor, rollout = dense
+    good = actor.full_weights
+
+    def broken():
+        for i, (name, t) in enumerate(good()):
+            yield (name, t[:1] if i == 5 else t)       # the 6th tensor has the wrong shape
+    actor.full_weights = broken
+    try:
+        # sent: the embedding, the tied head (sent right after it), then 4 more
+        with pytest.raises(TrainingError, match="vLLM weight sync failed after 6 tensors"):
+            rollout.sync_weights(limit_bytes=1)        # one tensor per bucket
+    finally:
+        actor.full_weights = good
+

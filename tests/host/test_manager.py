@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from r1zero.host.errors import PluginError
+from r1zero.host.registry import get_reward
 from r1zero.host.manager import PluginHost
 from tests.plugin_dists import activate, make_dist
 
@@ -56,7 +57,9 @@ def test_collision_names_both_distributions(tmp_path, monkeypatch):
         host.get("rewards", "dup")
     msg = str(err.value)
     assert "r1zero-alpha (1.2.0)" in msg and "r1zero-beta (0.3.1)" in msg
-    assert "plugin:" in msg
+    assert "plugins.disable: [beta]" in msg     # no key picks for a bare lookup: switch one off
+    with pytest.raises(PluginError, match=r"pick one with `rewards\.dup\.plugin:`"):
+        get_reward("dup", host=host)            # the recipe's lookup names the key that picks
     # the config picks one, by distribution or by plugin name
     assert host.get("rewards", "dup", plugin="r1zero-beta").score("", "", {})["reward"] == 0.5
     assert host.get("rewards", "dup", plugin="alpha").score("", "", {})["reward"] == 1.0
