@@ -119,8 +119,9 @@ def test_async_validates_every_step_while_its_worker_runs_ahead(tiny_setup, tmp_
     held_out = tmp_path / "held_out.jsonl"
     held_out.write_text("".join(json.dumps(r) + "\n" for r in demo_records(3, seed=99)))
     hist = _run(tiny_setup, tmp_path / "v", rollout={"mode": "async", "max_staleness": 2},
-                backend=TWO, data={"val_input": str(held_out)}, logging={"val_interval": 1},
-                actor={"train_iters": 3})
+                backend=TWO, logging={"val_interval": 1}, actor={"train_iters": 3},
+                # its own preprocessing dirs: the shared prep_val holds test_validate's held-out set
+                data={"val_input": str(held_out), "output": str(tmp_path / "prep")})
     assert all("val/accuracy" in r for r in hist)
     assert all(r["rollout/staleness_max"] <= 2 for r in hist)
     ids = [i for r in hist for i in r["data/ids"]]

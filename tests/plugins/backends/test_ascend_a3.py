@@ -65,8 +65,9 @@ def test_env_of_the_seed_recipe(a3, seed_cfg):
 
 
 def test_setup_exports_env_without_clobbering(a3, seed_cfg, monkeypatch):
-    for key in SEED_ENV:
-        monkeypatch.delenv(key, raising=False)
+    for key in SEED_ENV:                # set first, so that monkeypatch removes what setup()
+        monkeypatch.setenv(key, "")     # exports (a VLLM_DP_SIZE left behind makes a later
+        monkeypatch.delenv(key)         # in-process vLLM engine start in data-parallel mode)
     monkeypatch.setenv("HCCL_BUFFSIZE", "512")             # the operator's value stays
     a3.setup(seed_cfg)
     assert os.environ["HCCL_BUFFSIZE"] == "512"
