@@ -108,7 +108,7 @@ def _drop_code_keys(tree: dict[str, Any]) -> dict[str, Any]:
     return taken
 
 
-def _refuse_code_keys(cfg: Any, taken: dict[str, Any], recipe: str | None) -> None:
+def _refuse_code_keys(cfg: RecipeConfig, taken: dict[str, Any], recipe: str | None) -> None:
     """ConfigError for the first code-loading key the checkpoint's recipe set and the user
     did not: the message says how to pass it on the command line."""
     for dotted, value in taken.items():

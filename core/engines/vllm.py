@@ -150,7 +150,7 @@ def check_model(cfg: RecipeConfig, hf_config: Any, supported: Sequence[str]) -> 
                           key=key)
 
 
-def sampling_kwargs(cfg: Any, n: int, stop_token_ids: Sequence[int],
+def sampling_kwargs(cfg: RecipeConfig, n: int, stop_token_ids: Sequence[int],
                     seed: int | None = None) -> dict[str, Any]:
     """Keyword arguments of one ``vllm.SamplingParams``: n samples of at most
     max_response_length tokens, token ids only (no detokenisation)."""

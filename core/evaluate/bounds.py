@@ -14,9 +14,12 @@ Pure: numbers in, ``ConfigError`` out (the message names the flag to lower).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from r1zero.host.errors import ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 GIB = 1024 ** 3
 MAX_TOKENS = 1 << 32          # sequence tokens of one generate call when the model is unknown
@@ -43,7 +46,7 @@ def kv_bytes_per_token(arch: dict[str, Any], dtype: str) -> int | None:
     return 2 * layers * kv_heads * head_dim * DTYPE_BYTES.get(dtype, 4)
 
 
-def check_eval_bounds(cfg: Any, arch: dict[str, Any], n: int, batch_size: int,
+def check_eval_bounds(cfg: RecipeConfig, arch: dict[str, Any], n: int, batch_size: int,
                       budget: int | None) -> None:
     """ConfigError when ``n`` samples of ``batch_size`` prompts, ``cfg.rollout`` lengths long,
     exceed the model's positions or ``budget`` bytes (module doc)."""

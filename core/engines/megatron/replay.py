@@ -23,10 +23,13 @@ its MoE layer's ordinal (``router.layer_number`` is the global layer number).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import torch
 from r1zero.host.errors import ConfigError
+
+if TYPE_CHECKING:
+    from r1zero.config.recipe import RecipeConfig
 
 
 class Replay:
@@ -52,7 +55,7 @@ class Replay:
         return scores.gather(1, idx), idx
 
 
-def check(cfg: Any, facts: dict[str, Any]) -> bool:
+def check(cfg: RecipeConfig, facts: dict[str, Any]) -> bool:
     """``algorithm.routing_replay`` for the megatron engine, refused by name where it cannot
     act: a dense model; packed rows (``actor.use_remove_padding``: the routes are laid out on
     padded rows); full recomputation with pipeline stages (the backward recomputes a
