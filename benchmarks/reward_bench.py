@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import hostile_answers
+
 from r1zero.plugins.rewards.answer_format import answer_region, strict_format_ok
 from r1zero.plugins.rewards.base_acc import BaseAccScorer
 from r1zero.plugins.rewards.math_verify_reward import MathVerifyRewardScorer

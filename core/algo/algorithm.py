@@ -28,10 +28,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import attrs
+from torch import Tensor
+
 from r1zero.algo.loss import masked_mean, objective
 from r1zero.host.errors import ConfigError, PluginError
 from r1zero.host.manager import KINDS
-from torch import Tensor
 
 if TYPE_CHECKING:
     from r1zero.config.recipe import RecipeConfig

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import attrs
 import yaml
+
 from r1zero.config.recipe import RecipeConfig
 from r1zero.host.errors import ConfigError
 

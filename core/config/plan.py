@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from attrs import asdict, field, frozen
+
 from r1zero.config import layout as L
 from r1zero.config import memory as M
 from r1zero.host.errors import ConfigError

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
 from r1zero.data.preprocess import preprocess
 from r1zero.data.prompts import output_dir
 from r1zero.data.templates import get_template

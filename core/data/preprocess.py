@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import attrs
+
 import r1zero
 from r1zero.data.records import (
     DatasetHandler,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import attrs
+
 from r1zero.data.preprocess import load_preprocessed
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
+
 from r1zero.demo.arith import demo_records
 
 RECIPE = Path(__file__).with_name("recipe.yaml")

@@ -18,6 +18,7 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
+
 from r1zero.host.errors import ConfigError
 
 if TYPE_CHECKING:

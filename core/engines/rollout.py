@@ -9,6 +9,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
+
 from r1zero.engines.precision import compute_dtype, rollout_dtype
 from r1zero.engines.sampler import Sampler
 from r1zero.host.errors import TrainingError

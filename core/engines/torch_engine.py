@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import torch
+
 from r1zero.engines import packing, routing, swap
 from r1zero.engines.precision import autocast, clip_and_step, compute_dtype, make_scaler
 from r1zero.engines.state import load_engine_state, save_engine_state

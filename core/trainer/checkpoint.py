@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
+
 from r1zero.engines.state import check_engine_state
 from r1zero.host.errors import CheckpointError
 from r1zero.host.files import pid_alive, publish_dir
 from r1zero.trainer import manifest
-from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
 
 log = logging.getLogger(__name__)
 STATE_FILE, META_FILE = "trainer_state.pt", "meta.json"

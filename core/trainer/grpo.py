@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
+
 from r1zero.algo.filters import varied_groups
 from r1zero.config.load import write_recipe
 from r1zero.data.pipeline import Resolved, from_config, prepare, stop_sequences
@@ -25,11 +26,11 @@ from r1zero.data.prompts import Dataset, load_dataset, output_dir
 from r1zero.host.errors import CheckpointError
 from r1zero.scoring.pool import ScoringPool
 from r1zero.trainer import checkpoint, guards, preflight
+from r1zero.trainer.async_rollout import RolloutFeed, check_mode
 from r1zero.trainer.batching import check_dynamic_bsz
 from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
 from r1zero.trainer.progress import progress
-from r1zero.trainer.async_rollout import RolloutFeed, check_mode
 from r1zero.trainer.samples import Samples, prompt_seed
 from r1zero.trainer.update import PolicyUpdate
 from r1zero.trainer.validate import Validation

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
 from r1zero.data.prompts import output_dir
 from r1zero.evaluate.generate import answer, summarize
 from r1zero.host.errors import ConfigError

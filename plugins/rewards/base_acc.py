@@ -31,6 +31,7 @@ import math
 from typing import Any, ClassVar, Mapping
 
 import attrs
+
 from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.rewards.answer_format import (
     answer_region,

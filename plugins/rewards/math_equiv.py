@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from math_verify import LatexExtractionConfig, parse, verify
+
 from r1zero.plugins.rewards import warmup
 from r1zero.plugins.rewards.budget import OverBudget, call_within
 from r1zero.plugins.rewards.code_like import code_like_reason

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Mapping
 
 import attrs
 from math_verify import parse, verify
+
 from r1zero.host.hookspecs import hookimpl
 from r1zero.plugins.rewards.answer_format import last_boxed, mindspeed_format_ok
 from r1zero.plugins.rewards.base_acc import check_options, combine, configure, gold_answer

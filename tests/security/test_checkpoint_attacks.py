@@ -12,11 +12,11 @@ import random
 import numpy as np
 import pytest
 import torch
+
 from r1zero.config.load import load_config
 from r1zero.host.errors import CheckpointError
 from r1zero.trainer import checkpoint
 from r1zero.trainer.grpo import GRPOTrainer
-
 from tests.security.conftest import assert_user_error, dead_pid, main_, write_recipe
 from tests.security.payload import Payload
 

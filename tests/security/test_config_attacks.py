@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from r1zero.config.load import load_config
 from r1zero.host.errors import ConfigError
-
 from tests.security.conftest import assert_user_error, main_
 
 BAD_NUMBERS = [

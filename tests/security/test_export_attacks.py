@@ -15,11 +15,11 @@ import shutil
 
 import pytest
 import torch
+
 from r1zero.config.load import load_config
 from r1zero.host.errors import CheckpointError
 from r1zero.trainer import checkpoint
 from r1zero.trainer.grpo import GRPOTrainer
-
 from tests.security.conftest import assert_user_error, main_, trained  # noqa: F401 - fixture
 from tests.trainer.conftest import tiny_setup  # noqa: F401 - fixture
 

@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from r1zero.config.load import load_config
 
+from r1zero.config.load import load_config
 from tests.engines.test_fsdp import SECTIONS, _free_port, _Tok
 from tests.security.payload import Payload
 from tests.trainer.conftest import recipe, tiny_setup  # noqa: F401 - fixture
@@ -33,6 +33,7 @@ def _plant(optim: Path, marker: str, scratch: Path) -> None:
 
 def _rank(rank: int, world: int, port: int, base: dict, out: str) -> None:
     import torch.distributed as tdist
+
     from r1zero.engines.fsdp import FSDPTrainEngine
     from r1zero.engines.state import load_engine_state, save_engine_state
     from r1zero.host.errors import CheckpointError

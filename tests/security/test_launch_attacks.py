@@ -13,11 +13,11 @@ import stat
 import subprocess
 
 import pytest
+
 from r1zero.config.load import load_config
 from r1zero.host.errors import ConfigError
 from r1zero.host.manager import PluginHost
 from r1zero.trainer.launch import export_lines, node_script
-
 from tests.security.conftest import assert_user_error, main_
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from r1zero.config.load import load_config
 from r1zero.host.errors import TrainingError
 from r1zero.trainer.grpo import GRPOTrainer
-
 from tests.security.conftest import recipe
 
 

@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 import torch
+
 from r1zero.algo.algorithm import resolve_algorithm
 from r1zero.config.load import load_config
 from r1zero.host.errors import ConfigError, PluginError

@@ -12,10 +12,10 @@ import sys
 import textwrap
 
 import pytest
+
 from r1zero.host.errors import PluginError
 from r1zero.host.manager import PluginHost
 from r1zero.scoring.pool import ScoringPool, available_cores
-
 from tests.security.conftest import assert_user_error, main_
 
 MISSPELLED = textwrap.dedent('''
@@ -67,6 +67,7 @@ def test_strict_plugins_refuse_a_misspelled_hook(tmp_path):
 def test_hook_names_come_from_the_hookspecs(tmp_path):
     """A hook added to the specs (as other issues add them) is known at once."""
     import pluggy
+
     from r1zero.host.hookcheck import unknown_hooks
 
     class Extra:

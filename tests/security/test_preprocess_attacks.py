@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from r1zero.data.preprocess import preprocess
 from r1zero.host.errors import ConfigError, DatasetError
 from r1zero.plugins.datasets.deepscaler import DeepScalerHandler

@@ -12,9 +12,9 @@ import time
 
 import pytest
 import ray
+
 from r1zero.config.load import load_config
 from r1zero.host.errors import R1ZeroError
-
 from tests.trainer.conftest import tiny_setup  # noqa: F401 - fixture
 from tests.trainer.test_ray_runner import SECTIONS, _dp_recipe
 
@@ -30,9 +30,10 @@ def _wait(trainer, seconds):
 @pytest.mark.parametrize("sig,why", [(signal.SIGKILL, "SIGKILL"),
                                      (signal.SIGSEGV, "Segmentation fault")])
 def test_a_killed_rank_is_named_with_its_pid_and_the_signal(tiny_setup, tmp_path, sig, why):  # noqa: F811
+    from ray import cloudpickle
+
     from r1zero.data.pipeline import from_config, prepare
     from r1zero.trainer.ray_runner import WorkerGroup
-    from ray import cloudpickle
 
     cfg = load_config(None, base=_dp_recipe(tiny_setup, tmp_path, **SECTIONS))
     resolved = from_config(cfg)

@@ -13,6 +13,7 @@ import signal
 import time
 
 import pytest
+
 from r1zero.plugins.rewards.base_acc import BaseAccScorer
 from r1zero.plugins.rewards.budget import OverBudget, call_within, can_bound
 from r1zero.plugins.rewards.code_like import code_like_reason

@@ -9,6 +9,7 @@ and letter pairs -- so, before r1zero guarded it, ``\\sin t`` scored 1 against `
 from __future__ import annotations
 
 import pytest
+
 from r1zero.plugins.rewards.base_acc import BaseAccScorer
 from r1zero.plugins.rewards.math_letters import keeps_variables, letters, protect_letters
 from r1zero.plugins.rewards.math_verify_reward import MathVerifyRewardScorer

@@ -13,13 +13,13 @@ import sys
 import textwrap
 
 import pytest
+
 from r1zero.config.load import load_config
 from r1zero.host.errors import TrainingError
 from r1zero.trainer import guards
 from r1zero.trainer.grpo import GRPOTrainer
 from r1zero.trainer.metrics import MetricsWriter, read_metrics
 from r1zero.trainer.preflight import LOCK_FILE, RunLock
-
 from tests.security.conftest import assert_user_error, main_, recipe, write_recipe
 
 

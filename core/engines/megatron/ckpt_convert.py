@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from attrs import frozen
+
 from r1zero.engines.state_io import inside
 from r1zero.host.errors import CheckpointError, ConfigError
 

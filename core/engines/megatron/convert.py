@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
 from r1zero.engines.megatron import model as M
 from r1zero.engines.megatron import moe
 from r1zero.engines.megatron.moe import expert_sizes
@@ -34,6 +35,8 @@ class ShardedGPT:
     """One rank's GPTModel piece with what ``weights.gather_hf`` needs (facts, tp, stages,
     split dimensions, layer offset)."""
     def __init__(self, cfg: RecipeConfig, hf_dir: Path, full: dict[str, torch.Tensor] | None = None):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
         from r1zero.engines.megatron.engine import (
             _DTYPES,
             _stage_layers,
@@ -41,7 +44,6 @@ class ShardedGPT:
             load_shard,
             require_megatron,
         )
-        from transformers import AutoConfig, AutoModelForCausalLM
 
         require_megatron()
         _init_process_group()
@@ -79,8 +81,9 @@ def _init_process_group() -> None:
 
 def hf_to_mcore(cfg: RecipeConfig, hf_dir: str, out_dir: str) -> None:
     """HF checkpoint -> ``dist_checkpointing`` checkpoint of the sharded GPTModel (collective)."""
-    from r1zero.engines.megatron.engine import require_megatron
     from transformers import AutoModelForCausalLM
+
+    from r1zero.engines.megatron.engine import require_megatron
 
     require_megatron()
     from megatron.core import dist_checkpointing
@@ -105,10 +108,11 @@ def hf_to_mcore(cfg: RecipeConfig, hf_dir: str, out_dir: str) -> None:
 
 def mcore_to_hf(cfg: RecipeConfig, mcore_dir: str, out_dir: str) -> None:
     """``dist_checkpointing`` checkpoint -> HF ``model.safetensors`` + config (collective)."""
+    from safetensors.torch import save_file
+
     from r1zero.engines.megatron import deepseek
     from r1zero.engines.megatron.engine import require_megatron
     from r1zero.engines.megatron.weights import gather_hf
-    from safetensors.torch import save_file
 
     require_megatron()
     from megatron.core import dist_checkpointing

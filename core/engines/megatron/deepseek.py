@@ -43,6 +43,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import torch
+
 from r1zero.host.errors import BackendUnavailable, ConfigError
 
 _KEY = "model.path"

@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
+
 from r1zero.config.layout import stage_layers
-from r1zero.engines.megatron import model as M
-from r1zero.engines.megatron import offload
-from r1zero.engines.megatron.packed import pack_rows
 from r1zero.engines import swap
-from r1zero.engines.precision import loss_scale_note
-from r1zero.engines.megatron import moe, replay
+from r1zero.engines.megatron import model as M
+from r1zero.engines.megatron import moe, offload, replay
 from r1zero.engines.megatron.moe import expert_sizes, global_expert, split_group
+from r1zero.engines.megatron.packed import pack_rows
+from r1zero.engines.precision import loss_scale_note
 from r1zero.host.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import torch
+
 from r1zero.host.errors import ConfigError
 
 _HF_LAYER = "model.layers.{i}."

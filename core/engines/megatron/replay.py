@@ -23,9 +23,10 @@ its MoE layer's ordinal (``router.layer_number`` is the global layer number).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
+
 from r1zero.host.errors import ConfigError
 
 if TYPE_CHECKING:
