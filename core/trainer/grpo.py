@@ -31,7 +31,7 @@ from r1zero.trainer.batching import check_dynamic_bsz
 from r1zero.trainer.data_order import PromptOrder
 from r1zero.trainer.metrics import MetricsWriter, plot_curves, tokens_per_s_per_device
 from r1zero.trainer.progress import progress
-from r1zero.trainer.samples import Samples, prompt_seed
+from r1zero.trainer.samples import Samples, pick, prompt_seed
 from r1zero.trainer.update import PolicyUpdate
 from r1zero.trainer.validate import Validation
 
@@ -163,9 +163,9 @@ class GRPOTrainer(PolicyUpdate):
         advantages = alg.advantages(rewards, torch.as_tensor(samples.group))
         seqs = [(r.input_ids, resp) for r, resp in zip(samples.owners, samples.response_ids)]
         train = [i for i, done in enumerate(samples.finished) if done or not alg.overlong_mask]
-        behaviour = _pick(samples.logprobs, train)      # the rollout's log-probs
+        behaviour = pick(samples.logprobs, train)      # the rollout's log-probs
         update = self.update([seqs[i] for i in train], advantages[train], behaviour,
-                             _pick(samples.routes, train),
+                             pick(samples.routes, train),
                              behaviour_old=self.feed is not None) if train else {}
         alg.kl_ctrl.update(update.get("kl", 0.0), len(train))
         if self.feed is not None:
@@ -322,8 +322,6 @@ class GRPOTrainer(PolicyUpdate):
             self.lock.release()
 
 
-def _pick(per_sample: list | None, idx: list[int]) -> list | None:
-    return None if per_sample is None else [per_sample[i] for i in idx]
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

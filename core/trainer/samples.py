@@ -83,8 +83,8 @@ class Samples:
                        [self.response_ids[i] for i in idx], [self.finished[i] for i in idx],
                        [self.rewards[i] for i in idx],
                        {k: [v[i] for i in idx] for k, v in self.components.items()},
-                       dict(self.counts), _pick(self.logprobs, idx), _pick(self.routes, idx),
-                       _pick(self.versions, idx))
+                       dict(self.counts), pick(self.logprobs, idx),
+                       pick(self.routes, idx), pick(self.versions, idx))
 
 
 def _joined(a: list | None, b: list | None) -> list | None:
@@ -92,5 +92,6 @@ def _joined(a: list | None, b: list | None) -> list | None:
     return a + b if a is not None and b is not None else None
 
 
-def _pick(a: list | None, idx: list[int]) -> list | None:
+def pick(a: list | None, idx: list[int]) -> list | None:
+    """Entries ``idx`` of a per-sample list (logprobs, routes, versions), None staying None."""
     return None if a is None else [a[i] for i in idx]
