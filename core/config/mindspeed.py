@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from r1zero.host.errors import ConfigError
+from r1zero.host.errors import ConfigError, short_repr
 
 DEVICES_PER_NODE = 16        # an Ascend A3 node (MindSpeed-RL counts dies, not nodes)
 
@@ -216,11 +216,12 @@ def import_mindspeed(source: Mapping[str, Any], name: str = "imported") -> tuple
                 _put(recipe, target, convert(value))
                 mapped[key] = target
             except (ValueError, TypeError, KeyError, OverflowError) as exc:
-                unmapped[key] = f"value {_short(value)} not convertible: {exc}"
+                unmapped[key] = f"value {short_repr(value, 80)} not convertible: {exc}"
         elif key in IMPLIED and value == IMPLIED[key]:
             continue
         elif key in IMPLIED:
-            unmapped[key] = f"{_short(value)} differs from what r1zero does ({IMPLIED[key]!r})"
+            unmapped[key] = (f"{short_repr(value, 80)} differs from what r1zero does "
+                             f"({IMPLIED[key]!r})")
         elif key not in HANDLED:
             unmapped[key] = _reason(key)
     _special(flat, recipe, mapped, unmapped)
@@ -232,7 +233,8 @@ def _special(flat: dict, recipe: dict, mapped: dict, unmapped: dict) -> None:
     _rewards(flat, recipe, mapped, unmapped)
     npus = flat.get("rl_config.actor_resource.num_npus")
     if npus is not None and (isinstance(npus, bool) or not isinstance(npus, int) or npus <= 0):
-        unmapped["rl_config.actor_resource.num_npus"] = f"{_short(npus)} is not a device count"
+        unmapped["rl_config.actor_resource.num_npus"] = (f"{short_repr(npus, 80)} is not a "
+                                                         "device count")
     elif npus is not None:
         per_node = min(npus, DEVICES_PER_NODE)
         if npus % per_node:
@@ -261,7 +263,7 @@ def _special(flat: dict, recipe: dict, mapped: dict, unmapped: dict) -> None:
             recipe.setdefault("model", {}).setdefault("name", model)
             mapped["defaults"] = "model.name"
         else:
-            unmapped["defaults"] = f"no model entry in {_short(defaults)}"
+            unmapped["defaults"] = f"no model entry in {short_repr(defaults, 80)}"
 
 
 def _rewards(flat: dict, recipe: dict, mapped: dict, unmapped: dict) -> None:
@@ -271,7 +273,7 @@ def _rewards(flat: dict, recipe: dict, mapped: dict, unmapped: dict) -> None:
         return
     names = [names] if isinstance(names, str) else names
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        unmapped["rl_config.verifier_function"] = f"{_short(names)} is not a list of names"
+        unmapped["rl_config.verifier_function"] = f"{short_repr(names, 80)} is not a list of names"
         return
     weights = flat.get("rl_config.verifier_weight") or [1.0] * len(names)
     try:
@@ -281,19 +283,14 @@ def _rewards(flat: dict, recipe: dict, mapped: dict, unmapped: dict) -> None:
     if weights is not None and not all(map(math.isfinite, weights)):
         weights = None
     if weights is None or len(weights) != len(names):
-        unmapped["rl_config.verifier_weight"] = (f"{_short(flat.get('rl_config.verifier_weight'))}"
+        given = short_repr(flat.get("rl_config.verifier_weight"), 80)
+        unmapped["rl_config.verifier_weight"] = (f"{given}"
                                                  f" are not {len(names)} weights for {names}")
         weights = [1.0] * len(names)
     recipe["rewards"] = {n: {"weight": w} for n, w in zip(names, weights)}
     if "base_acc" in recipe["rewards"]:     # MindSpeed-RL's own extraction of \boxed{}
         recipe["rewards"]["base_acc"]["options"] = {"format_mode": "mindspeed"}
     mapped["rl_config.verifier_function"] = mapped["rl_config.verifier_weight"] = "rewards"
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters (repr escapes control characters)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_keys(tree: Any, path: str, prefix: str = "") -> None:

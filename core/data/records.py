@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping, NamedTuple
 
 import attrs
 
-from r1zero.host.errors import ConfigError, DatasetError
+from r1zero.host.errors import ConfigError, DatasetError, short_repr
 
 SUPPORTED_FORMATS = (".json (list or lines)", ".jsonl", ".ndjson", ".parquet",
                      "a directory saved by datasets.save_to_disk")
@@ -94,7 +94,8 @@ class DatasetHandler:
         if not isinstance(value, str):
             want = "a string or an integer" if allow_int else "a string"
             raise DatasetError(f"field {key!r} {how} must be {want}, got {type(value).__name__} "
-                               f"{_short(value)}", path=where.path, row=where.row, field=key)
+                               f"{short_repr(value, 60)}", path=where.path, row=where.row,
+                               field=key)
         if required and not value.strip():
             raise DatasetError(f"field {key!r} is blank {how}", path=where.path, row=where.row,
                                field=key)
@@ -157,7 +158,7 @@ def _first_char(p: Path) -> str:
 def _as_record(obj: Any, path: Path, row: int) -> dict | DatasetError:
     if isinstance(obj, dict):
         return obj
-    return DatasetError(f"record is not an object: got {type(obj).__name__} {_short(obj)}",
+    return DatasetError(f"record is not an object: got {type(obj).__name__} {short_repr(obj, 60)}",
                         path=str(path), row=row)
 
 
@@ -225,11 +226,6 @@ def _read_saved_dataset(p: Path) -> Iterator[tuple[int, dict | DatasetError]]:
         for values in zip(*(batch[k] for k in keys)):
             row += 1
             yield row, dict(zip(keys, values))
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # -- records -> items ------------------------------------------------------------------------

@@ -59,3 +59,10 @@ class TrainingError(R1ZeroError):
 
 class ScoringError(R1ZeroError):
     """A scorer returned something that is not a reward (names the scorer)."""
+
+
+def short_repr(value: object, limit: int) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting bad input in a message (repr
+    escapes control characters, so the quote stays on one line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
