@@ -80,3 +80,17 @@ def run(trained, tmp_path):
     cfg = {**cfg, "checkpoint": {**cfg["checkpoint"], "dir": str(tmp_path / "ckpt")},
            "logging": {**cfg["logging"], "dir": str(tmp_path / "logs")}}
     return cfg, tmp_path / "ckpt"
+
+
+def resume(cfg: dict, caplog) -> int:
+    """``--resume`` the run of config dict ``cfg`` with its warnings captured in ``caplog``; the
+    step it resumed at."""
+    import logging
+
+    from r1zero.config.load import load_config
+    from r1zero.trainer.grpo import GRPOTrainer
+
+    with caplog.at_level(logging.WARNING, logger="r1zero.trainer"):
+        trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
+    trainer.close()
+    return trainer.step

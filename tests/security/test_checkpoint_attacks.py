@@ -4,7 +4,6 @@ intact one; leftovers of killed saves are removed."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pickle
 import random
@@ -17,7 +16,7 @@ from r1zero.config.load import load_config
 from r1zero.host.errors import CheckpointError
 from r1zero.trainer import checkpoint
 from r1zero.trainer.grpo import GRPOTrainer
-from tests.security.conftest import assert_user_error, dead_pid, main_, write_recipe
+from tests.security.conftest import assert_user_error, dead_pid, main_, resume, write_recipe
 from tests.security.payload import Payload
 
 
@@ -94,10 +93,7 @@ def test_resume_skips_a_damaged_latest_checkpoint(run, tmp_path, damage, caplog)
         (newest / "meta.json").write_text("{not json")
     else:
         _plant_payload(newest, tmp_path / "pwned")
-    with caplog.at_level(logging.WARNING, logger="r1zero.trainer"):
-        trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
-    trainer.close()
-    assert trainer.step == 1
+    assert resume(cfg, caplog) == 1
     assert "step_000002 is damaged" in caplog.text and "resuming from step_000001" in caplog.text
     assert not (tmp_path / "pwned").exists()
 

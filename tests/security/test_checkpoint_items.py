@@ -9,7 +9,6 @@ shard, or a storage entry pointing at ``/dev/zero`` with a huge length, crashed 
 
 from __future__ import annotations
 
-import logging
 import pickle
 import shutil
 
@@ -20,7 +19,7 @@ from r1zero.config.load import load_config
 from r1zero.host.errors import CheckpointError
 from r1zero.trainer import checkpoint
 from r1zero.trainer.grpo import GRPOTrainer
-from tests.security.conftest import trained  # noqa: F401 - fixture
+from tests.security.conftest import resume, trained  # noqa: F401 - fixture
 from tests.security.payload import Payload
 from tests.trainer.conftest import tiny_setup  # noqa: F401 - fixture
 
@@ -77,10 +76,7 @@ def test_resume_skips_a_checkpoint_with_a_payload_and_says_why(run, tmp_path, ca
     cfg, ckpt = run
     marker = tmp_path / "pwned"
     rewrite_optim(ckpt / "step_000002", lambda s: plant(s, marker), tmp_path)
-    with caplog.at_level(logging.WARNING, logger=checkpoint.log.name):
-        trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
-    trainer.close()
-    assert trainer.step == 1 and not marker.exists()
+    assert resume(cfg, caplog) == 1 and not marker.exists()
     assert "step_000002 is damaged" in caplog.text and "param_groups" in caplog.text
 
 
@@ -113,10 +109,7 @@ def test_a_damaged_shard_is_found_by_validation(run, tmp_path, damage, fragment,
         (step / "optim" / ".metadata").write_bytes(pickle.dumps(meta))
     with pytest.raises(CheckpointError, match=fragment):
         checkpoint.read(step)
-    with caplog.at_level(logging.WARNING, logger=checkpoint.log.name):
-        trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
-    trainer.close()
-    assert trainer.step == 1 and "resuming from step_000001" in caplog.text
+    assert resume(cfg, caplog) == 1 and "resuming from step_000001" in caplog.text
 
 
 def test_flipped_bytes_inside_a_shard_are_found_by_the_manifest(run, caplog):
@@ -130,10 +123,7 @@ def test_flipped_bytes_inside_a_shard_are_found_by_the_manifest(run, caplog):
     shard.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="checksum differs"):
         checkpoint.read(step)
-    with caplog.at_level(logging.WARNING, logger=checkpoint.log.name):
-        trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
-    trainer.close()
-    assert trainer.step == 1 and "checksum differs" in caplog.text
+    assert resume(cfg, caplog) == 1 and "checksum differs" in caplog.text
 
 
 @pytest.fixture

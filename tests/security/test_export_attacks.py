@@ -10,7 +10,6 @@ a bf16 run without ``master.safetensors`` resumed from the bf16 export as if it 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 
 import pytest
@@ -20,7 +19,7 @@ from r1zero.config.load import load_config
 from r1zero.host.errors import CheckpointError
 from r1zero.trainer import checkpoint
 from r1zero.trainer.grpo import GRPOTrainer
-from tests.security.conftest import assert_user_error, main_, trained  # noqa: F401 - fixture
+from tests.security.conftest import assert_user_error, main_, resume, trained  # noqa: F401 - fixture
 from tests.trainer.conftest import tiny_setup  # noqa: F401 - fixture
 
 
@@ -103,10 +102,7 @@ def test_missing_fp32_masters_of_a_bf16_run_are_never_resumed_silently(bf16_run,
     (step / "master.safetensors").unlink()
     with pytest.raises(CheckpointError, match="master.safetensors is missing"):
         checkpoint.read(step)
-    with caplog.at_level(logging.WARNING, logger=checkpoint.log.name):
-        trainer = GRPOTrainer.from_config(load_config(None, base=cfg), resume=True)
-    trainer.close()
-    assert trainer.step == 1 and "master.safetensors is missing" in caplog.text
+    assert resume(cfg, caplog) == 1 and "master.safetensors is missing" in caplog.text
 
 
 def _hf_dir(root):
