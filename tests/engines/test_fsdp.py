@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from r1zero.config.load import load_config
-from tests.trainer.conftest import recipe
+from tests.trainer.conftest import random_groups, recipe
 
 SECTIONS = {"actor": {"lr": 1e-3, "clip_grad": 1e4, "global_batch_size": 4},
             "algorithm": {"kl_coef": 0.0}}
@@ -22,14 +22,7 @@ SECTIONS = {"actor": {"lr": 1e-3, "clip_grad": 1e4, "global_batch_size": 4},
 
 def _seqs() -> tuple[list, torch.Tensor]:
     """8 sequences of 4 prompts (2 samples each) with random responses and advantages."""
-    g = torch.Generator().manual_seed(0)
-    out = []
-    for p in range(4):
-        prompt = torch.randint(5, 300, (6 + p,), generator=g).tolist()
-        for _ in range(2):
-            n = int(torch.randint(1, 9, (1,), generator=g))
-            out.append((prompt, torch.randint(5, 300, (n,), generator=g).tolist()))
-    return out, torch.randn(8, generator=g)
+    return random_groups(2, 1, 9, 0)
 
 
 def _step(engine, seqs, adv, total_tokens: int, reduce=None) -> dict:

@@ -70,3 +70,18 @@ def kill_inside_step(proc, metrics, logged: int = 2, timeout_s: float = 400,
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     return len(read_metrics(metrics))
+
+
+def random_groups(samples: int, min_len: int, max_len: int, seed: int):
+    """4 prompts (lengths 6..9) x ``samples`` random responses of ``min_len`` to ``max_len - 1``
+    tokens, as (prompt_ids, response_ids) pairs, and one random advantage per sequence."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for p in range(4):
+        prompt = torch.randint(5, 300, (6 + p,), generator=g).tolist()
+        for _ in range(samples):
+            n = int(torch.randint(min_len, max_len, (1,), generator=g))
+            out.append((prompt, torch.randint(5, 300, (n,), generator=g).tolist()))
+    return out, torch.randn(4 * samples, generator=g)

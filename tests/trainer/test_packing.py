@@ -14,7 +14,7 @@ from r1zero.config.load import load_config
 from r1zero.engines.packing import PackedBatch
 from r1zero.engines.torch_engine import SeqBatch
 from r1zero.trainer.batching import check_dynamic_bsz, token_budget_chunks
-from tests.trainer.conftest import recipe
+from tests.trainer.conftest import random_groups, recipe
 
 SECTIONS = {"actor": {"lr": 1e-3, "clip_grad": 1e4, "global_batch_size": 4},
             "algorithm": {"kl_coef": 0.0}}
@@ -22,14 +22,7 @@ SECTIONS = {"actor": {"lr": 1e-3, "clip_grad": 1e4, "global_batch_size": 4},
 
 def _seqs() -> tuple[list, torch.Tensor]:
     """12 sequences: 4 prompts (lengths 6..9) x 3 samples, responses 0..15 tokens."""
-    g = torch.Generator().manual_seed(1)
-    out = []
-    for p in range(4):
-        prompt = torch.randint(5, 300, (6 + p,), generator=g).tolist()
-        for _ in range(3):
-            n = int(torch.randint(0, 16, (1,), generator=g))
-            out.append((prompt, torch.randint(5, 300, (n,), generator=g).tolist()))
-    return out, torch.randn(12, generator=g)
+    return random_groups(3, 0, 16, 1)
 
 
 class _Tok:
